@@ -1,0 +1,806 @@
+"""The ALBERT model (Lan et al., 2019) in TensorFlow 2, in both albert_zh checkpoint styles.
+
+albert_zh checkpoints come in two styles that compute the same kind of network but name and
+shape their variables differently (see README, "Checkpoint styles"):
+
+* "google"     -- Google's ALBERT code (and albert_zh's `*_google` releases). Embeddings are
+                  E-wide (token + type + position, LayerNorm(E)), then a dense E->H projection
+                  `embedding_hidden_mapping_in`; layers live in `transformer/group_g/inner_group_k`;
+                  the MLM head maps H->E before the tied output embedding.
+* "brightmart" -- albert_zh's own `modeling.py`. Word embeddings [V,E] are projected to H by a
+                  bias-free `word_embeddings_2` [E,H]; type/position embeddings and the embedding
+                  LayerNorm are H-wide; all layers share one `layer_shared` scope; the MLM head
+                  is H->H and goes back through `word_embeddings_2` and `word_embeddings`.
+                  `ln_type: "preln"` selects the pre-LayerNorm variant.
+
+Every model here is a `tf.Module` whose variables are keyed by their ORIGINAL checkpoint names,
+so released checkpoints load by name and ours save in the same TF1 name-based format.
+Variables are float32; `set_compute_dtype` runs matmuls in bfloat16/float16 while LayerNorm,
+softmax and logits stay in float32.
+"""
+
+import collections
+import copy
+import functools
+import json
+import math
+import os
+import re
+
+import tensorflow as tf
+
+from errors import AlbertError
+
+STYLES = ("google", "brightmart")
+LN_TYPES = ("postln", "preln")
+
+# Optimizer slots and bookkeeping that live in training checkpoints but are not model weights.
+NON_MODEL_VARIABLE_PATTERN = re.compile(
+    r"(/adam_m|/adam_v|/lamb_m|/lamb_v)$|^global_step$|AdamWeightDecayOptimizer|^training_state/"
+)
+
+# Defaults of the original config classes, used for keys a JSON file leaves out.
+_GOOGLE_DEFAULTS = dict(
+    embedding_size=128, hidden_size=4096, num_hidden_layers=12, num_hidden_groups=1,
+    num_attention_heads=64, intermediate_size=16384, inner_group_num=1, down_scale_factor=1,
+    hidden_act="gelu", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+    max_position_embeddings=512, type_vocab_size=2, initializer_range=0.02,
+)
+_BRIGHTMART_DEFAULTS = dict(
+    # albert_zh's BertConfig has no embedding_size (its JSONs always set it); 128 is what every
+    # released model uses.
+    embedding_size=128, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+    intermediate_size=3072, hidden_act="gelu", hidden_dropout_prob=0.1,
+    attention_probs_dropout_prob=0.1, max_position_embeddings=512, type_vocab_size=16,
+    initializer_range=0.02, ln_type="postln", num_hidden_groups=1, inner_group_num=1,
+)
+
+
+class AlbertConfig:
+    """Hyper-parameters of an ALBERT model, read from any released albert_zh config JSON.
+
+    Keys the model does not use (`pooler_*`, `directionality`, `net_structure_type`, ...) are
+    kept and written back unchanged by `to_dict`.
+    """
+
+    def __init__(self, vocab_size, style=None, **kwargs):
+        if style is not None and style not in STYLES:
+            raise AlbertError(f"unknown style {style!r}: use one of {', '.join(STYLES)}")
+        values = dict(_BRIGHTMART_DEFAULTS if style == "brightmart" else _GOOGLE_DEFAULTS)
+        values.update(kwargs)
+        self.vocab_size = vocab_size
+        self.style = style
+        self.embedding_size = values.pop("embedding_size")
+        self.hidden_size = values.pop("hidden_size")
+        self.num_hidden_layers = values.pop("num_hidden_layers")
+        self.num_hidden_groups = values.pop("num_hidden_groups", 1)
+        self.num_attention_heads = values.pop("num_attention_heads")
+        self.intermediate_size = values.pop("intermediate_size")
+        self.inner_group_num = values.pop("inner_group_num", 1)
+        self.hidden_act = values.pop("hidden_act")
+        self.hidden_dropout_prob = values.pop("hidden_dropout_prob")
+        self.attention_probs_dropout_prob = values.pop("attention_probs_dropout_prob")
+        self.max_position_embeddings = values.pop("max_position_embeddings")
+        self.type_vocab_size = values.pop("type_vocab_size")
+        self.initializer_range = values.pop("initializer_range")
+        self.ln_type = values.pop("ln_type", None) or "postln"
+        # albert_zh's test_changes.py option: separate weights per layer (`layer_{i}` scopes).
+        self.share_parameter_across_layers = values.pop("share_parameter_across_layers", True)
+        self.extra = values  # unused keys, preserved for to_dict()
+        self._validate()
+
+    def _validate(self):
+        for key in ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers",
+                    "num_hidden_groups", "num_attention_heads", "intermediate_size",
+                    "inner_group_num", "max_position_embeddings", "type_vocab_size"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise AlbertError(f"config: {key} must be a positive integer, got {value!r}")
+        if self.hidden_size % self.num_attention_heads:
+            raise AlbertError(
+                f"config: hidden_size {self.hidden_size} is not a multiple of "
+                f"num_attention_heads {self.num_attention_heads}")
+        if self.ln_type not in LN_TYPES:
+            raise AlbertError(f"config: ln_type must be one of {LN_TYPES}, got {self.ln_type!r}")
+        if self.hidden_act not in _ACTIVATIONS:
+            raise AlbertError(
+                f"config: unsupported hidden_act {self.hidden_act!r} "
+                f"(supported: {', '.join(sorted(_ACTIVATIONS))})")
+        if self.num_hidden_groups > self.num_hidden_layers:
+            raise AlbertError(
+                f"config: num_hidden_groups {self.num_hidden_groups} > num_hidden_layers "
+                f"{self.num_hidden_layers}")
+
+    @classmethod
+    def from_dict(cls, values):
+        values = dict(values)
+        if "vocab_size" not in values:
+            raise AlbertError("config: vocab_size is required")
+        style = values.pop("style", None) or infer_config_style(values)
+        return cls(style=style, **values)
+
+    @classmethod
+    def from_json_file(cls, json_file):
+        try:
+            with open(json_file, encoding="utf-8") as f:
+                values = json.load(f)
+        except FileNotFoundError:
+            raise AlbertError(f"config file not found: {json_file}") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise AlbertError(f"{json_file}: not a valid JSON config ({e})") from None
+        if not isinstance(values, dict):
+            raise AlbertError(f"{json_file}: expected a JSON object of hyper-parameters")
+        try:
+            return cls.from_dict(values)
+        except AlbertError as e:
+            raise AlbertError(f"{json_file}: {e}") from None
+
+    def to_dict(self):
+        values = dict(self.extra)
+        values.update(
+            vocab_size=self.vocab_size, embedding_size=self.embedding_size,
+            hidden_size=self.hidden_size, num_hidden_layers=self.num_hidden_layers,
+            num_attention_heads=self.num_attention_heads,
+            intermediate_size=self.intermediate_size, hidden_act=self.hidden_act,
+            hidden_dropout_prob=self.hidden_dropout_prob,
+            attention_probs_dropout_prob=self.attention_probs_dropout_prob,
+            max_position_embeddings=self.max_position_embeddings,
+            type_vocab_size=self.type_vocab_size, initializer_range=self.initializer_range)
+        if self.style == "brightmart":
+            values["ln_type"] = self.ln_type
+            if not self.share_parameter_across_layers:
+                values["share_parameter_across_layers"] = False
+        else:
+            values.update(num_hidden_groups=self.num_hidden_groups,
+                          inner_group_num=self.inner_group_num)
+        return values
+
+    def to_json_string(self):
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+    def replace(self, **changes):
+        """A copy with some attributes changed (e.g. `config.replace(style="google")`)."""
+        new = copy.deepcopy(self)
+        for key, value in changes.items():
+            if not hasattr(new, key):
+                raise AttributeError(f"AlbertConfig has no attribute {key!r}")
+            setattr(new, key, value)
+        new._validate()
+        return new
+
+
+def infer_config_style(values):
+    """The style a config JSON was written for, from its keys; None if it does not say."""
+    if "ln_type" in values:
+        return "brightmart"
+    if "num_hidden_groups" in values or "inner_group_num" in values:
+        return "google"
+    return None
+
+
+# ----------------------------------------------------------------------------------------------
+# Small building blocks.
+# ----------------------------------------------------------------------------------------------
+
+def gelu(x):
+    """GELU, tanh approximation: what both original code bases (and HF's "gelu_new") compute."""
+    cube = x * x * x
+    return 0.5 * x * (1.0 + tf.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * cube)))
+
+
+_ACTIVATIONS = {
+    "gelu": gelu,
+    "gelu_new": gelu,
+    "relu": tf.nn.relu,
+    "swish": tf.nn.silu,
+    "tanh": tf.tanh,
+    "linear": tf.identity,
+}
+
+
+def layer_norm(x, gamma, beta, epsilon=1e-12):
+    """LayerNorm over the last axis, computed in float32 whatever the input dtype."""
+    x32 = tf.cast(x, tf.float32)
+    mean = tf.reduce_mean(x32, axis=-1, keepdims=True)
+    centered = x32 - mean
+    variance = tf.reduce_mean(tf.square(centered), axis=-1, keepdims=True)
+    normed = centered * tf.math.rsqrt(variance + epsilon) * gamma + beta
+    return tf.cast(normed, x.dtype)
+
+
+def dropout(x, rate, training):
+    if not training or rate <= 0.0:
+        return x
+    return tf.nn.dropout(x, rate=rate)
+
+
+def dense(x, kernel, bias=None):
+    """x[..., in] @ kernel[in, out] + bias, in x's dtype (variables are cast to it)."""
+    y = tf.matmul(x, tf.cast(kernel, x.dtype))
+    if bias is not None:
+        y = y + tf.cast(bias, x.dtype)
+    return y
+
+
+def attention_mask_adder(input_mask, dtype):
+    """[B, T] 1/0 mask -> additive [B, 1, 1, T] with -10000 on padding, as the originals."""
+    mask = tf.cast(input_mask, tf.float32)[:, tf.newaxis, tf.newaxis, :]
+    return tf.cast((1.0 - mask) * -10000.0, dtype)
+
+
+class _VariableFactory:
+    """Creates the model's variables under their original names, deterministic given a seed."""
+
+    def __init__(self, initializer_range, seed=None):
+        self.initializer_range = initializer_range
+        self.seed = seed
+        self.variables = collections.OrderedDict()
+
+    def normal(self, name, shape):
+        if self.seed is None:
+            value = tf.random.truncated_normal(shape, stddev=self.initializer_range)
+        else:
+            value = tf.random.stateless_truncated_normal(
+                shape, seed=[self.seed, len(self.variables)], stddev=self.initializer_range)
+        return self._create(name, value)
+
+    def zeros(self, name, shape):
+        return self._create(name, tf.zeros(shape))
+
+    def ones(self, name, shape):
+        return self._create(name, tf.ones(shape))
+
+    def _create(self, name, value):
+        if name in self.variables:
+            raise ValueError(f"duplicate variable {name}")
+        variable = tf.Variable(value, name=name.replace("/", "__"), trainable=True)
+        self.variables[name] = variable
+        return variable
+
+
+# ----------------------------------------------------------------------------------------------
+# Variable names of one transformer layer in each style.
+# ----------------------------------------------------------------------------------------------
+
+_LAYER_ROLES = (
+    "query/kernel", "query/bias", "key/kernel", "key/bias", "value/kernel", "value/bias",
+    "attention_output/kernel", "attention_output/bias", "attention_norm/gamma",
+    "attention_norm/beta", "ffn_in/kernel", "ffn_in/bias", "ffn_out/kernel", "ffn_out/bias",
+    "ffn_norm/gamma", "ffn_norm/beta",
+)
+
+_GOOGLE_LAYER_NAMES = {
+    "query": "attention_1/self/query", "key": "attention_1/self/key",
+    "value": "attention_1/self/value", "attention_output": "attention_1/output/dense",
+    "attention_norm": "LayerNorm", "ffn_in": "ffn_1/intermediate/dense",
+    "ffn_out": "ffn_1/intermediate/output/dense", "ffn_norm": "LayerNorm_1",
+}
+_BRIGHTMART_LAYER_NAMES = {
+    "query": "attention/self/query", "key": "attention/self/key",
+    "value": "attention/self/value", "attention_output": "attention/output/dense",
+    "attention_norm": "attention/output/LayerNorm", "ffn_in": "intermediate/dense",
+    "ffn_out": "output/dense", "ffn_norm": "output/LayerNorm",
+}
+
+
+def layer_variable_name(style, scope, role):
+    """Full checkpoint name of one layer variable, e.g. role "ffn_in/kernel"."""
+    block, leaf = role.split("/")
+    names = _GOOGLE_LAYER_NAMES if style == "google" else _BRIGHTMART_LAYER_NAMES
+    return f"{scope}/{names[block]}/{leaf}"
+
+
+def layer_scopes(config, style):
+    """Per applied layer, the list of variable scopes it runs (several if inner_group_num > 1).
+
+    google: layer i uses group int(i / L * G), as Google's code does, and runs all its inner
+    groups. brightmart: one shared scope, or `layer_{i}` when weights are not shared.
+    """
+    scopes = []
+    for i in range(config.num_hidden_layers):
+        if style == "google":
+            group = int(i / config.num_hidden_layers * config.num_hidden_groups)
+            scopes.append([f"bert/encoder/transformer/group_{group}/inner_group_{k}"
+                           for k in range(config.inner_group_num)])
+        elif config.share_parameter_across_layers:
+            scopes.append(["bert/encoder/layer_shared"])
+        else:
+            scopes.append([f"bert/encoder/layer_{i}"])
+    return scopes
+
+
+# ----------------------------------------------------------------------------------------------
+# The encoder.
+# ----------------------------------------------------------------------------------------------
+
+class AlbertModel(tf.Module):
+    """The ALBERT encoder: embeddings, shared transformer layers and the pooler.
+
+    Call it with int32 `input_ids` [B, S] (plus optional `input_mask`, `segment_ids`); it
+    returns a dict with `sequence_output` [B,S,H], `pooled_output` [B,H], `all_encoder_layers`
+    (one [B,S,H] per layer) and `embedding_output` ([B,S,E] google, [B,S,H] brightmart).
+    """
+
+    def __init__(self, config, style=None, seed=None, name="albert"):
+        super().__init__(name=name)
+        style = style or config.style or "google"
+        if style not in STYLES:
+            raise AlbertError(f"unknown style {style!r}: use one of {', '.join(STYLES)}")
+        if style == "google" and config.ln_type == "preln":
+            raise AlbertError("ln_type 'preln' exists only in the brightmart style")
+        self.config = config
+        self.style = style
+        self.compute_dtype = tf.float32
+        self._factory = _VariableFactory(config.initializer_range, seed)
+        self._build_variables()
+        self.weights = self._factory.variables  # tracked by tf.Module (SavedModel, checkpoints)
+
+    # -- variables ----------------------------------------------------------------------------
+
+    def _build_variables(self):
+        c, make = self.config, self._factory
+        E, H = c.embedding_size, c.hidden_size
+        # In the brightmart style the type/position embeddings and LayerNorm are H-wide.
+        width = E if self.style == "google" else H
+        make.normal("bert/embeddings/word_embeddings", [c.vocab_size, E])
+        if self.style == "brightmart":
+            make.normal("bert/embeddings/word_embeddings_2", [E, H])
+        make.normal("bert/embeddings/token_type_embeddings", [c.type_vocab_size, width])
+        make.normal("bert/embeddings/position_embeddings", [c.max_position_embeddings, width])
+        make.ones("bert/embeddings/LayerNorm/gamma", [width])
+        make.zeros("bert/embeddings/LayerNorm/beta", [width])
+        if self.style == "google" and E != H:
+            make.normal("bert/encoder/embedding_hidden_mapping_in/kernel", [E, H])
+            make.zeros("bert/encoder/embedding_hidden_mapping_in/bias", [H])
+        seen = set()
+        for scopes in layer_scopes(c, self.style):
+            for scope in scopes:
+                if scope not in seen:
+                    seen.add(scope)
+                    self._build_layer_variables(scope)
+        make.normal("bert/pooler/dense/kernel", [H, H])
+        make.zeros("bert/pooler/dense/bias", [H])
+
+    def _build_layer_variables(self, scope):
+        c, make = self.config, self._factory
+        H, inner = c.hidden_size, c.intermediate_size
+        shapes = {"query": [H, H], "key": [H, H], "value": [H, H], "attention_output": [H, H],
+                  "ffn_in": [H, inner], "ffn_out": [inner, H]}
+        for role in _LAYER_ROLES:
+            block, leaf = role.split("/")
+            name = layer_variable_name(self.style, scope, role)
+            if leaf == "kernel":
+                make.normal(name, shapes[block])
+            elif leaf == "gamma":
+                make.ones(name, [H])
+            else:  # bias, beta
+                make.zeros(name, [shapes[block][1]] if block in shapes else [H])
+
+    def named_variables(self):
+        """Ordered dict original-checkpoint-name -> tf.Variable."""
+        return collections.OrderedDict(self.weights)
+
+    def set_compute_dtype(self, dtype):
+        self.compute_dtype = tf.as_dtype(dtype)
+
+    def _w(self, name):
+        return self.weights[name]
+
+    # -- forward ------------------------------------------------------------------------------
+
+    def __call__(self, input_ids, input_mask=None, segment_ids=None, training=False):
+        input_ids = tf.convert_to_tensor(input_ids, tf.int32)
+        if input_mask is None:
+            input_mask = tf.ones_like(input_ids)
+        if segment_ids is None:
+            segment_ids = tf.zeros_like(input_ids)
+        input_mask = tf.cast(input_mask, tf.int32)
+        segment_ids = tf.cast(segment_ids, tf.int32)
+
+        embedding_output = self.embed(input_ids, segment_ids, training)
+        hidden = embedding_output
+        if self.style == "google" and self.config.embedding_size != self.config.hidden_size:
+            hidden = dense(hidden, self._w("bert/encoder/embedding_hidden_mapping_in/kernel"),
+                           self._w("bert/encoder/embedding_hidden_mapping_in/bias"))
+
+        mask_adder = attention_mask_adder(input_mask, tf.float32)
+        all_layers = []
+        for scopes in layer_scopes(self.config, self.style):
+            for scope in scopes:
+                hidden = self._transformer_layer(scope, hidden, mask_adder, training)
+            all_layers.append(tf.cast(hidden, tf.float32))
+
+        sequence_output = all_layers[-1]
+        first_token = sequence_output[:, 0, :]
+        pooled_output = tf.tanh(dense(first_token, self._w("bert/pooler/dense/kernel"),
+                                      self._w("bert/pooler/dense/bias")))
+        return {
+            "sequence_output": sequence_output,
+            "pooled_output": pooled_output,
+            "all_encoder_layers": all_layers,
+            "embedding_output": tf.cast(embedding_output, tf.float32),
+        }
+
+    def embed(self, input_ids, segment_ids, training=False):
+        """Word + token-type + position embeddings, LayerNorm and dropout."""
+        c = self.config
+        seq_length = _check_sequence_length(input_ids, c.max_position_embeddings)
+        words = tf.gather(self._w("bert/embeddings/word_embeddings"), input_ids)
+        if self.style == "brightmart":
+            words = tf.matmul(words, self._w("bert/embeddings/word_embeddings_2"))
+        types = tf.gather(self._w("bert/embeddings/token_type_embeddings"), segment_ids)
+        positions = self._w("bert/embeddings/position_embeddings")[:seq_length]
+        embeddings = words + types + positions[tf.newaxis]
+        embeddings = layer_norm(embeddings, self._w("bert/embeddings/LayerNorm/gamma"),
+                                self._w("bert/embeddings/LayerNorm/beta"))
+        embeddings = dropout(embeddings, c.hidden_dropout_prob, training)
+        return tf.cast(embeddings, self.compute_dtype)
+
+    def _layer_weight(self, scope, role):
+        return self._w(layer_variable_name(self.style, scope, role))
+
+    def _transformer_layer(self, scope, x, mask_adder, training):
+        """One transformer block; post-LN (both styles) or brightmart pre-LN."""
+        w = functools.partial(self._layer_weight, scope)
+        drop = self.config.hidden_dropout_prob
+        act = _ACTIVATIONS[self.config.hidden_act]
+
+        def attention_block(inputs):
+            context = self._self_attention(scope, inputs, mask_adder, training)
+            out = dense(context, w("attention_output/kernel"), w("attention_output/bias"))
+            return dropout(out, drop, training)
+
+        def ffn_block(inputs):
+            inner = act(dense(inputs, w("ffn_in/kernel"), w("ffn_in/bias")))
+            out = dense(inner, w("ffn_out/kernel"), w("ffn_out/bias"))
+            return dropout(out, drop, training)
+
+        if self.config.ln_type == "preln":
+            x = x + attention_block(
+                layer_norm(x, w("attention_norm/gamma"), w("attention_norm/beta")))
+            return x + ffn_block(layer_norm(x, w("ffn_norm/gamma"), w("ffn_norm/beta")))
+        x = layer_norm(x + attention_block(x), w("attention_norm/gamma"), w("attention_norm/beta"))
+        return layer_norm(x + ffn_block(x), w("ffn_norm/gamma"), w("ffn_norm/beta"))
+
+    def _self_attention(self, scope, x, mask_adder, training):
+        """Multi-head scaled dot-product self-attention; returns the [B,S,H] context."""
+        c = self.config
+        num_heads = c.num_attention_heads
+        head_size = c.hidden_size // num_heads
+        batch, seq = tf.shape(x)[0], tf.shape(x)[1]
+
+        def heads(role):  # [B,S,H] -> [B,N,S,D]
+            projected = dense(x, self._layer_weight(scope, f"{role}/kernel"),
+                              self._layer_weight(scope, f"{role}/bias"))
+            projected = tf.reshape(projected, [batch, seq, num_heads, head_size])
+            return tf.transpose(projected, [0, 2, 1, 3])
+
+        query, key, value = heads("query"), heads("key"), heads("value")
+        scores = tf.matmul(query, key, transpose_b=True)
+        scores = tf.cast(scores, tf.float32) * (1.0 / math.sqrt(head_size)) + mask_adder
+        probs = tf.nn.softmax(scores, axis=-1)
+        probs = dropout(probs, c.attention_probs_dropout_prob, training)
+        context = tf.matmul(tf.cast(probs, x.dtype), value)  # [B,N,S,D]
+        context = tf.transpose(context, [0, 2, 1, 3])
+        return tf.reshape(context, [batch, seq, c.hidden_size])
+
+
+def _check_sequence_length(input_ids, max_position_embeddings):
+    """The sequence length, checked against max_position_embeddings (statically if known)."""
+    static_length = input_ids.shape[1]
+    if static_length is not None:
+        if static_length > max_position_embeddings:
+            raise AlbertError(
+                f"sequence length {static_length} exceeds max_position_embeddings "
+                f"{max_position_embeddings} of the config: use --max_seq_length <= "
+                f"{max_position_embeddings}")
+        return static_length
+    seq_length = tf.shape(input_ids)[1]
+    tf.debugging.assert_less_equal(
+        seq_length, max_position_embeddings,
+        message=f"sequence length exceeds max_position_embeddings {max_position_embeddings}")
+    return seq_length
+
+
+# ----------------------------------------------------------------------------------------------
+# Models with heads.
+# ----------------------------------------------------------------------------------------------
+
+class _ModelWithHeads(tf.Module):
+    """Shared plumbing: an encoder plus head variables, all addressable by original name."""
+
+    def __init__(self, config, style, seed, name):
+        super().__init__(name=name)
+        self.encoder = AlbertModel(config, style=style, seed=seed)
+        self.config = config
+        self.style = self.encoder.style
+        self._heads = _VariableFactory(
+            config.initializer_range, None if seed is None else seed + 1)
+
+    def named_variables(self):
+        variables = self.encoder.named_variables()
+        variables.update(self._heads.variables)
+        return variables
+
+    @property
+    def compute_dtype(self):
+        return self.encoder.compute_dtype
+
+    def set_compute_dtype(self, dtype):
+        self.encoder.set_compute_dtype(dtype)
+
+
+class AlbertForPretraining(_ModelWithHeads):
+    """Encoder + the masked-LM and sentence-order heads of the originals' run_pretraining."""
+
+    def __init__(self, config, style=None, seed=None, name="albert_pretraining"):
+        super().__init__(config, style, seed, name)
+        make, H = self._heads, config.hidden_size
+        transform_width = config.embedding_size if self.style == "google" else H
+        make.normal("cls/predictions/transform/dense/kernel", [H, transform_width])
+        make.zeros("cls/predictions/transform/dense/bias", [transform_width])
+        make.ones("cls/predictions/transform/LayerNorm/gamma", [transform_width])
+        make.zeros("cls/predictions/transform/LayerNorm/beta", [transform_width])
+        make.zeros("cls/predictions/output_bias", [config.vocab_size])
+        make.normal("cls/seq_relationship/output_weights", [2, H])
+        make.zeros("cls/seq_relationship/output_bias", [2])
+        self.head_weights = self._heads.variables
+
+    def __call__(self, input_ids, input_mask=None, segment_ids=None, masked_lm_positions=None,
+                 training=False):
+        outputs = self.encoder(input_ids, input_mask, segment_ids, training=training)
+        result = dict(outputs)
+        if masked_lm_positions is not None:
+            result["masked_lm_log_probs"] = self.masked_lm_log_probs(
+                outputs["sequence_output"], masked_lm_positions)
+        result["sentence_order_logits"] = self.sentence_order_logits(outputs["pooled_output"])
+        return result
+
+    def masked_lm_log_probs(self, sequence_output, positions):
+        """[B,S,H] encoder output, [B,P] positions -> [B,P,V] log-probabilities."""
+        w = self.head_weights
+        dtype = self.compute_dtype
+        gathered = tf.gather(tf.cast(sequence_output, dtype), tf.cast(positions, tf.int32),
+                             batch_dims=1)
+        act = _ACTIVATIONS[self.config.hidden_act]
+        hidden = act(dense(gathered, w["cls/predictions/transform/dense/kernel"],
+                           w["cls/predictions/transform/dense/bias"]))
+        hidden = layer_norm(hidden, w["cls/predictions/transform/LayerNorm/gamma"],
+                            w["cls/predictions/transform/LayerNorm/beta"])
+        embeddings = self.encoder.weights
+        if self.style == "brightmart":  # back through the H->E projection first
+            hidden = tf.matmul(hidden, tf.cast(embeddings["bert/embeddings/word_embeddings_2"],
+                                               dtype), transpose_b=True)
+        logits = tf.matmul(hidden, tf.cast(embeddings["bert/embeddings/word_embeddings"], dtype),
+                           transpose_b=True)
+        logits = tf.cast(logits, tf.float32) + w["cls/predictions/output_bias"]
+        return tf.nn.log_softmax(logits, axis=-1)
+
+    def sentence_order_logits(self, pooled_output):
+        w = self.head_weights
+        logits = tf.matmul(tf.cast(pooled_output, tf.float32),
+                           w["cls/seq_relationship/output_weights"], transpose_b=True)
+        return logits + w["cls/seq_relationship/output_bias"]
+
+
+class AlbertForClassification(_ModelWithHeads):
+    """Encoder + the originals' classifier: dropout(pooled) @ output_weights^T + output_bias.
+
+    Brightmart pre-LN models apply `loss/LayerNorm` to the pooled output first, as albert_zh's
+    run_classifier does.
+    """
+
+    def __init__(self, config, num_labels, style=None, classifier_dropout=0.1, seed=None,
+                 name="albert_classifier"):
+        super().__init__(config, style, seed, name)
+        make, H = self._heads, config.hidden_size
+        self.num_labels = num_labels
+        self.classifier_dropout = classifier_dropout
+        if self.style == "brightmart" and config.ln_type == "preln":
+            make.ones("loss/LayerNorm/gamma", [H])
+            make.zeros("loss/LayerNorm/beta", [H])
+        make.normal("output_weights", [num_labels, H])
+        make.zeros("output_bias", [num_labels])
+        self.head_weights = self._heads.variables
+
+    def __call__(self, input_ids, input_mask=None, segment_ids=None, training=False):
+        pooled = self.encoder(input_ids, input_mask, segment_ids, training=training)[
+            "pooled_output"]
+        return self.logits_from_pooled(pooled, training)
+
+    def logits_from_pooled(self, pooled, training=False):
+        w = self.head_weights
+        pooled = tf.cast(pooled, tf.float32)
+        if "loss/LayerNorm/gamma" in w:
+            pooled = layer_norm(pooled, w["loss/LayerNorm/gamma"], w["loss/LayerNorm/beta"])
+        pooled = dropout(pooled, self.classifier_dropout, training)
+        return tf.matmul(pooled, w["output_weights"], transpose_b=True) + w["output_bias"]
+
+
+# ----------------------------------------------------------------------------------------------
+# Losses (as the originals' run_pretraining).
+# ----------------------------------------------------------------------------------------------
+
+def masked_lm_loss(log_probs, label_ids, label_weights):
+    """Weighted mean cross-entropy over real predictions: sum(w*CE) / (sum(w) + 1e-5)."""
+    label_ids = tf.cast(label_ids, tf.int32)
+    label_weights = tf.cast(label_weights, tf.float32)
+    per_example = -tf.reduce_sum(
+        log_probs * tf.one_hot(label_ids, tf.shape(log_probs)[-1], dtype=log_probs.dtype), -1)
+    loss = tf.reduce_sum(label_weights * per_example) / (tf.reduce_sum(label_weights) + 1e-5)
+    return loss, per_example
+
+
+def sentence_order_loss(logits, labels):
+    """Mean cross-entropy of the 2-way sentence-order prediction."""
+    labels = tf.reshape(tf.cast(labels, tf.int32), [-1])
+    per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+    return tf.reduce_mean(per_example), per_example
+
+
+# ----------------------------------------------------------------------------------------------
+# Checkpoints: TF1 name-based files, as written by the original code.
+# ----------------------------------------------------------------------------------------------
+
+def resolve_checkpoint_path(path):
+    """A checkpoint prefix from a prefix, a `.index`/`.data-*` file name or a directory."""
+    if path is None:
+        return None
+    path = os.fspath(path)
+    match = re.match(r"(.*)\.(index|meta|data-\d{5}-of-\d{5})$", path)
+    if match:
+        path = match.group(1)
+    if os.path.isdir(path):
+        latest = tf.train.latest_checkpoint(path)
+        if latest is None:
+            indexes = sorted(f for f in os.listdir(path) if f.endswith(".index"))
+            if len(indexes) != 1:
+                raise AlbertError(
+                    f"no checkpoint found in directory {path}: expected a `checkpoint` file or "
+                    "exactly one *.index file; pass the checkpoint prefix instead")
+            latest = os.path.join(path, indexes[0][: -len(".index")])
+        path = latest
+    if not os.path.exists(path + ".index"):
+        raise AlbertError(
+            f"checkpoint not found: {path}.index does not exist (pass the prefix, e.g. "
+            "prev_trained_model/albert_tiny/albert_model.ckpt)")
+    return path
+
+
+def checkpoint_variable_names(ckpt_path):
+    """dict name -> shape (list) of every variable stored in a checkpoint."""
+    path = resolve_checkpoint_path(ckpt_path)
+    try:
+        return {name: list(shape) for name, shape in tf.train.list_variables(path)}
+    except (tf.errors.OpError, ValueError) as e:
+        raise AlbertError(f"cannot read checkpoint {path}: {_first_line(e)}") from None
+
+
+def detect_checkpoint_style(ckpt_path):
+    """"brightmart" or "google" from the variable names of a checkpoint (None if unclear)."""
+    names = checkpoint_variable_names(ckpt_path)
+    return _style_from_names(names)
+
+
+def _style_from_names(names):
+    if any("word_embeddings_2" in n or "/encoder/layer_" in n for n in names):
+        return "brightmart"
+    if any("/encoder/transformer/" in n or "embedding_hidden_mapping_in" in n for n in names):
+        return "google"
+    return None
+
+
+def resolve_style(config, init_checkpoint=None, style_flag=None):
+    """The style to build: explicit flag, else the checkpoint's, else the config's, else google."""
+    if style_flag:
+        if style_flag not in STYLES:
+            raise AlbertError(f"--style must be one of {', '.join(STYLES)}, got {style_flag!r}")
+        return style_flag
+    if init_checkpoint:
+        detected = detect_checkpoint_style(init_checkpoint)
+        if detected:
+            return detected
+    return config.style or "google"
+
+
+class LoadReport(collections.namedtuple("LoadReport", ["path", "loaded", "missing_allowed"])):
+    """What `load_checkpoint` did: variables restored and (allowed) variables left as initialised."""
+
+
+def load_checkpoint(model, ckpt_path, allow_missing=("cls/", "output_", "loss/")):
+    """Restore every model variable from a name-based checkpoint (either original style).
+
+    Optimizer slots, `global_step` and variables the model does not have outside `bert/`
+    (e.g. `cls/` heads when fine-tuning) are ignored. Model variables whose name starts with a
+    prefix in `allow_missing` may be absent (they keep their initial values). Any other
+    missing, unexpected or mis-shaped variable raises one AlbertError that lists them and says
+    the likely cause.
+    """
+    path = resolve_checkpoint_path(ckpt_path)
+    stored = checkpoint_variable_names(path)
+    variables = model.named_variables()
+    missing, missing_allowed, misshaped = [], [], []
+    for name, variable in variables.items():
+        if name not in stored:
+            (missing_allowed if name.startswith(tuple(allow_missing)) else missing).append(name)
+        elif list(variable.shape) != stored[name]:
+            misshaped.append(f"{name}: checkpoint {stored[name]} vs model {list(variable.shape)}")
+    unexpected = [n for n in stored if n.startswith("bert/") and n not in variables
+                  and not NON_MODEL_VARIABLE_PATTERN.search(n)]
+    if missing or misshaped or unexpected:
+        raise AlbertError(_mismatch_message(path, model, stored, missing, unexpected, misshaped))
+
+    reader = tf.train.load_checkpoint(path)
+    loaded = []
+    for name, variable in variables.items():
+        if name in stored:
+            try:
+                value = reader.get_tensor(name)
+            except (tf.errors.OpError, ValueError) as e:
+                raise AlbertError(
+                    f"checkpoint {path} is truncated or corrupt (reading {name}: "
+                    f"{_first_line(e)}); download or copy it again") from None
+            variable.assign(value.astype(variable.dtype.as_numpy_dtype, copy=False))
+            loaded.append(name)
+    return LoadReport(path, loaded, missing_allowed)
+
+
+def _mismatch_message(path, model, stored, missing, unexpected, misshaped):
+    config = model.config
+    causes = []
+    stored_style = _style_from_names(stored)
+    if stored_style and stored_style != model.style:
+        causes.append(
+            f"the checkpoint is {stored_style}-style but the model was built {model.style}-style "
+            f"(pass --style {stored_style} or use the matching config)")
+    for name, axis, key in (("bert/pooler/dense/kernel", 0, "hidden_size"),
+                            ("bert/embeddings/word_embeddings", 0, "vocab_size"),
+                            ("bert/embeddings/word_embeddings", 1, "embedding_size")):
+        if name in stored and stored[name][axis] != getattr(config, key):
+            causes.append(f"the config has {key}={getattr(config, key)} but the checkpoint "
+                          f"{stored[name][axis]}: this config does not belong to this checkpoint")
+    if not causes:
+        causes.append("config and checkpoint describe different architectures (layer count, "
+                      "groups, ln_type or weight sharing)")
+
+    def listing(label, names):
+        shown = ", ".join(names[:4]) + (f", ... ({len(names) - 4} more)" if len(names) > 4 else "")
+        return f"{len(names)} {label} [{shown}]"
+
+    parts = [listing(label, names) for label, names in (
+        ("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)) if names]
+    return (f"checkpoint {path} does not match the model: likely cause: {'; '.join(causes)}. "
+            + "; ".join(parts))
+
+
+def save_checkpoint(named_tensors, path_prefix):
+    """Write `{name: tensor}` as a TF1 name-based checkpoint (`prefix.index` + `prefix.data-*`).
+
+    The file is what tf.compat.v1.train.Saver writes, so `tf.train.list_variables`, the original
+    code and HF's converter read it. The `checkpoint` state file is left to the caller.
+    """
+    names = sorted(named_tensors)
+    tensors = [tf.convert_to_tensor(named_tensors[n]) for n in names]
+    directory = os.path.dirname(os.fspath(path_prefix))
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+    tf.raw_ops.SaveV2(prefix=os.fspath(path_prefix), tensor_names=names,
+                      shape_and_slices=[""] * len(names), tensors=tensors)
+    return os.fspath(path_prefix)
+
+
+def read_checkpoint_tensors(ckpt_path, names=None):
+    """dict name -> numpy array for the given names (default: all) of a checkpoint."""
+    path = resolve_checkpoint_path(ckpt_path)
+    reader = tf.train.load_checkpoint(path)
+    names = names if names is not None else sorted(reader.get_variable_to_shape_map())
+    try:
+        return {n: reader.get_tensor(n) for n in names}
+    except (tf.errors.OpError, ValueError) as e:
+        raise AlbertError(f"checkpoint {path} is truncated or corrupt: {_first_line(e)}") from None
+
+
+def _first_line(error):
+    text = getattr(error, "message", None) or str(error)
+    return text.strip().splitlines()[0] if text.strip() else type(error).__name__
+
