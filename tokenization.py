@@ -338,7 +338,7 @@ def _get_jieba():
 
 
 def _is_special_token(token):
-    """"[CLS]", "[SEP]", "[UNK]", "[MASK]", "[unused1]", ... (a lone "[" is punctuation)."""
+    """Special tokens look like "[CLS]", "[MASK]", "[unused1]"; a lone "[" is punctuation."""
     return len(token) > 2 and token.startswith("[") and token.endswith("]")
 
 
