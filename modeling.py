@@ -106,10 +106,6 @@ class AlbertConfig:
             raise AlbertError(
                 f"config: unsupported hidden_act {self.hidden_act!r} "
                 f"(supported: {', '.join(sorted(_ACTIVATIONS))})")
-        if self.num_hidden_groups > self.num_hidden_layers:
-            raise AlbertError(
-                f"config: num_hidden_groups {self.num_hidden_groups} > num_hidden_layers "
-                f"{self.num_hidden_layers}")
 
     @classmethod
     def from_dict(cls, values):
@@ -672,7 +668,7 @@ def checkpoint_variable_names(ckpt_path):
     path = resolve_checkpoint_path(ckpt_path)
     try:
         return {name: list(shape) for name, shape in tf.train.list_variables(path)}
-    except (tf.errors.OpError, ValueError) as e:
+    except (tf.errors.OpError, ValueError, IndexError) as e:
         raise AlbertError(f"cannot read checkpoint {path}: {_first_line(e)}") from None
 
 
@@ -736,7 +732,7 @@ def load_checkpoint(model, ckpt_path, allow_missing=("cls/", "output_", "loss/")
         if name in stored:
             try:
                 value = reader.get_tensor(name)
-            except (tf.errors.OpError, ValueError) as e:
+            except (tf.errors.OpError, ValueError, IndexError) as e:
                 raise AlbertError(
                     f"checkpoint {path} is truncated or corrupt (reading {name}: "
                     f"{_first_line(e)}); download or copy it again") from None
@@ -796,8 +792,22 @@ def read_checkpoint_tensors(ckpt_path, names=None):
     names = names if names is not None else sorted(reader.get_variable_to_shape_map())
     try:
         return {n: reader.get_tensor(n) for n in names}
-    except (tf.errors.OpError, ValueError) as e:
+    except (tf.errors.OpError, ValueError, IndexError) as e:
         raise AlbertError(f"checkpoint {path} is truncated or corrupt: {_first_line(e)}") from None
+
+
+def check_vocab_size(config, vocab_file):
+    """Fail early when the config's vocab_size differs from the vocab file's entry count."""
+    try:
+        with open(vocab_file, encoding="utf-8") as f:
+            entries = sum(1 for _ in f)
+    except FileNotFoundError:
+        raise AlbertError(f"vocab file not found: {vocab_file}") from None
+    if entries != config.vocab_size:
+        raise AlbertError(
+            f"{vocab_file} has {entries} entries but the config says vocab_size="
+            f"{config.vocab_size}: use the vocab.txt that came with the model")
+    return entries
 
 
 def _first_line(error):
