@@ -378,3 +378,41 @@ def test_checkpoint_mismatch_errors(tmp_path):
         dst.write(src.read()[: os.path.getsize(data_file) // 2])
     with pytest.raises(AlbertError, match="truncated or corrupt"):
         modeling.load_checkpoint(modeling.AlbertModel(small_config("google")), truncated)
+
+
+def test_interchange_with_tf1_saver(tmp_path):
+    """Files written by the original code's tf.compat.v1 Saver load, and ours load back in TF1."""
+    config = small_config("brightmart")
+    reference = modeling.AlbertForClassification(config, num_labels=2, seed=8)
+    values = {name: v.numpy() for name, v in reference.named_variables().items()}
+
+    # Write the way TF1 albert_zh did: graph-mode variables named by scope, plus slots and step.
+    graph = tf.Graph()
+    with graph.as_default():
+        tf1_vars = {name: tf.compat.v1.get_variable(name, initializer=value)
+                    for name, value in values.items()}
+        for name, value in values.items():
+            tf.compat.v1.get_variable(name + "/adam_m", initializer=np.zeros_like(value))
+        tf.compat.v1.train.get_or_create_global_step()
+        saver = tf.compat.v1.train.Saver()
+        with tf.compat.v1.Session() as session:
+            session.run(tf.compat.v1.global_variables_initializer())
+            tf1_prefix = saver.save(session, str(tmp_path / "tf1" / "model.ckpt"), global_step=3)
+
+    restored = modeling.AlbertForClassification(config, num_labels=2, seed=1)
+    modeling.load_checkpoint(restored, tf1_prefix)
+    inputs = random_inputs()
+    np.testing.assert_array_equal(restored(*inputs), reference(*inputs))
+
+    # And the other way: a TF1 Saver restores our file by name.
+    ours = modeling.save_checkpoint(restored.named_variables(), tmp_path / "ours" / "model.ckpt")
+    graph = tf.Graph()
+    with graph.as_default():
+        targets = {name: tf.compat.v1.get_variable(name, shape=value.shape)
+                   for name, value in values.items()}
+        saver = tf.compat.v1.train.Saver(var_list=targets)
+        with tf.compat.v1.Session() as session:
+            saver.restore(session, ours)
+            for name, variable in targets.items():
+                np.testing.assert_array_equal(session.run(variable), values[name])
+    assert tf1_vars  # names were created exactly as given
