@@ -31,6 +31,7 @@ Usage (the training loop owns the gradient all-reduce and the loss scaling):
 the cross-replica context with `merge_call`) and in the cross-replica/default context.
 """
 
+import contextlib
 import functools
 import re
 
@@ -83,11 +84,11 @@ def _matches_any(name, patterns):
 
 
 def _in_scope_of(variables):
-    """The distribution scope the variables were created in (their strategy's, or a no-op)."""
+    """The scope of the strategy the variables were created in, unless a strategy is active."""
     for var in variables:
         if isinstance(var, tf.distribute.DistributedValues) and not tf.distribute.has_strategy():
             return var.distribute_strategy.scope()
-    return tf.distribute.get_strategy().scope()
+    return contextlib.nullcontext()
 
 
 class _AdamFamilyOptimizer(tf.Module):
@@ -189,13 +190,15 @@ class _AdamFamilyOptimizer(tf.Module):
 
         apply_everywhere = functools.partial(
             self._apply_on_every_device, names=names, skip_if_nonfinite=skip_if_nonfinite)
-        if tf.distribute.in_cross_replica_context():
-            apply_everywhere(tf.distribute.get_strategy(), grads, learning_rate, finite)
-        else:
-            # In a replica (strategy.run, or the default replica context without a strategy),
-            # variables are updated once per device from the cross-replica context.
-            tf.distribute.get_replica_context().merge_call(
-                apply_everywhere, args=(grads, learning_rate, finite))
+        # Called eagerly outside any scope with mirrored variables: act as in their scope.
+        with _in_scope_of(self._variables[name] for name in names):
+            if tf.distribute.in_cross_replica_context():
+                apply_everywhere(tf.distribute.get_strategy(), grads, learning_rate, finite)
+            else:
+                # In a replica (strategy.run, or the default replica context without a strategy)
+                # the variables are updated once per device from the cross-replica context.
+                tf.distribute.get_replica_context().merge_call(
+                    apply_everywhere, args=(grads, learning_rate, finite))
         return finite
 
     def _apply_on_every_device(self, strategy, grads, learning_rate, finite, names,
