@@ -493,7 +493,7 @@ class Trainer:
 
     def save_checkpoint(self):
         """Write model.ckpt-<global_step> (chief only), then update `checkpoint`, then prune."""
-        if not self.is_chief:
+        if not self.is_chief or not self.output_dir:
             return None
         prefix = checkpoint_prefix(self.output_dir, self.global_step)
         named = {}

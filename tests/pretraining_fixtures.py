@@ -114,3 +114,29 @@ def read_tensors(prefix):
 
 def max_abs_difference(a, b, names):
     return max(float(np.max(np.abs(a[n].astype(np.float64) - b[n]))) for n in names)
+
+
+def build_trainer(strategy, config_file, output_dir, num_train_steps, learning_rate=1e-3,
+                  optimizer="adamw", seed=7, **trainer_kwargs):
+    """A pretraining Trainer as run_pretraining.py builds it (fixed initial weights)."""
+    import modeling
+    import optimization
+    import run_pretraining
+    import training
+
+    config = modeling.AlbertConfig.from_json_file(config_file)
+    with strategy.scope():
+        model = modeling.AlbertForPretraining(config, style="google", seed=seed)
+        opt = optimization.create_optimizer(learning_rate, num_train_steps, 2,
+                                            optimizer=optimizer)
+        opt.build(model.named_variables())
+    loss_fn, loss_weights_fn = run_pretraining.make_loss_fns(model)
+    return training.Trainer(strategy, model, opt, loss_fn, output_dir,
+                            loss_weights_fn=loss_weights_fn, **trainer_kwargs)
+
+
+def dataset_fn_for(files, global_batch_size, max_seq_length, max_predictions, is_training=True):
+    import training
+
+    spec = training.pretraining_feature_spec(max_seq_length, max_predictions)
+    return training.make_dataset_fn(files, spec, global_batch_size, is_training)

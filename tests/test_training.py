@@ -1,0 +1,245 @@
+"""training.py: losses, strategies, gradient accumulation, checkpoints, input pipeline.
+
+Tiny ALBERT (hidden 32, 2 layers, the real 21,128-token vocab) on TFRecords made from real
+Chinese text. Two logical CPU devices must be configured before TensorFlow initialises, so the
+mirrored-strategy comparison runs in a subprocess.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import modeling
+import training
+from errors import AlbertError
+from tests import pretraining_fixtures as pf
+from tests.conftest import REPO_ROOT, shared_data
+
+L, P, BATCH = 32, 5, 16
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("records")
+    sentences = pf.read_sentences(shared_data("corpus_sample/news_zh_1.txt"))
+    examples = pf.make_examples(sentences, shared_data("vocab.txt"), 192, L, P,
+                                token_boundary=True)   # Google's extra feature must be ignored
+    files = pf.write_tfrecords([directory / "a.tfrecord", directory / "b.tfrecord"], examples)
+    return files, pf.write_config(directory / "config.json")
+
+
+def one_device():
+    return tf.distribute.OneDeviceStrategy("/cpu:0")
+
+
+def first_batch(files):
+    dataset = pf.dataset_fn_for(files, BATCH, L, P)(None)
+    return next(iter(dataset))
+
+
+def weights(trainer):
+    return {n: v.numpy() for n, v in trainer.model.named_variables().items()}
+
+
+def test_loss_fn_matches_modeling_losses_and_numpy_accuracy(records):
+    files, config = records
+    trainer = pf.build_trainer(one_device(), config, None, 10)
+    batch = first_batch(files)
+    loss_sums, metrics = trainer.loss_fn(batch, False)
+    weights_fn = trainer.loss_weights_fn(batch)
+    ours = sum(float(loss_sums[t]) / (float(weights_fn[t]) + 1e-5) for t in loss_sums)
+
+    out = trainer.model(batch["input_ids"], batch["input_mask"], batch["segment_ids"],
+                        batch["masked_lm_positions"])
+    mlm, _ = modeling.masked_lm_loss(out["masked_lm_log_probs"], batch["masked_lm_ids"],
+                                     batch["masked_lm_weights"])
+    sop, _ = modeling.sentence_order_loss(out["sentence_order_logits"],
+                                          batch["next_sentence_labels"])
+    np.testing.assert_allclose(ours, float(mlm) + float(sop), rtol=1e-5)
+
+    log_probs = out["masked_lm_log_probs"].numpy()
+    w = batch["masked_lm_weights"].numpy()
+    correct = (log_probs.argmax(-1) == batch["masked_lm_ids"].numpy()) * w
+    total, count = (float(x) for x in metrics["masked_lm_accuracy"])
+    assert count == w.sum() and total == correct.sum()
+
+
+def test_gradient_accumulation_equals_one_big_batch(records):
+    files, config = records
+    runs = {}
+    for k in (1, 4):
+        trainer = pf.build_trainer(one_device(), config, None, 3,
+                                   gradient_accumulation_steps=k)
+        trainer.train(pf.dataset_fn_for(files, BATCH, L, P), 3, BATCH, iterations_per_loop=3,
+                      save_checkpoints_steps=0)
+        runs[k] = (trainer.step_losses, weights(trainer))
+    np.testing.assert_allclose(runs[4][0], runs[1][0], rtol=1e-5)
+    assert pf.max_abs_difference(runs[4][1], runs[1][1], runs[1][1]) < 2e-5
+
+
+def test_loss_goes_down_on_real_corpus(tmp_path):
+    sentences = pf.read_sentences(shared_data("corpus/misc_news_clue.txt"), limit=3000)
+    examples = pf.make_examples(sentences, shared_data("vocab.txt"), 640, 64, 10, seed=3)
+    files = pf.write_tfrecords([tmp_path / "train.tfrecord"], examples)
+    config = pf.write_config(tmp_path / "config.json")
+    trainer = pf.build_trainer(one_device(), config, str(tmp_path / "out"), 60,
+                               learning_rate=3e-3)
+    trainer.train(pf.dataset_fn_for(files, 32, 64, 10), 60, 32, iterations_per_loop=20,
+                  save_checkpoints_steps=0)
+    losses = trainer.step_losses
+    first, last = np.mean(losses[:5]), np.mean(losses[-5:])
+    assert last < first - 2.0, (first, last)   # ln(21128)+ln 2 = 10.6 at the start
+    # the loop wrote a JSON log and TensorBoard events for the curve
+    log = [json.loads(line) for line in open(tmp_path / "out" / "train_log.jsonl")]
+    assert [r["step"] for r in log] == [20, 40, 60]
+    assert {"masked_lm_accuracy", "sentence_order_accuracy", "learning_rate",
+            "examples_per_second"} <= set(log[0])
+    assert any(f.startswith("events.out.tfevents") for f in os.listdir(tmp_path / "out"))
+
+
+def test_checkpoints_names_pruning_atomic_state_and_exact_restore(records, tmp_path):
+    files, config = records
+    out = str(tmp_path / "out")
+    trainer = pf.build_trainer(one_device(), config, out, 6, keep_checkpoint_max=2)
+    trainer.train(pf.dataset_fn_for(files, BATCH, L, P), 6, BATCH, iterations_per_loop=2,
+                  save_checkpoints_steps=2)
+    assert sorted(f for f in os.listdir(out) if f.endswith(".index")) == [
+        "model.ckpt-4.index", "model.ckpt-6.index"]          # model.ckpt-2 pruned
+    stored = pf.read_tensors(os.path.join(out, "model.ckpt-6"))
+    assert int(stored["global_step"]) == 6
+    for name in trainer.model.named_variables():
+        assert name in stored and f"{name}/adam_m" in stored and f"{name}/adam_v" in stored
+    extra = [n for n in stored if not (n in trainer.model.named_variables() or n == "global_step"
+                                       or n.endswith(("/adam_m", "/adam_v")))]
+    # extra state stays out of the export tools' way (HF skips "global_step" names)
+    assert extra and all(n.startswith("training_state/global_step/") for n in extra)
+
+    # A later save that died half-way: files exist, but the state file never pointed at them.
+    with open(os.path.join(out, "model.ckpt-8.index"), "wb") as f:
+        f.write(b"\x00garbage")
+    assert training.latest_checkpoint(out) == os.path.join(out, "model.ckpt-6")
+
+    fresh = pf.build_trainer(one_device(), config, out, 6, seed=99)
+    assert fresh.restore_or_initialize() == 6
+    assert pf.max_abs_difference(weights(fresh), weights(trainer), weights(trainer)) == 0.0
+    for name, slot in fresh.optimizer.named_slot_variables().items():
+        np.testing.assert_array_equal(slot.numpy(), stored[name])
+    assert int(fresh.optimizer.iterations.numpy()) == 6
+
+    # A released-style checkpoint (ours, read by modeling.load_checkpoint) starts a new run.
+    other = pf.build_trainer(one_device(), config, str(tmp_path / "new"), 6, seed=5)
+    other.restore_or_initialize(os.path.join(out, "model.ckpt-6"))
+    assert other.global_step == 0
+    assert pf.max_abs_difference(weights(other), weights(trainer), weights(trainer)) == 0.0
+
+
+def test_eval_results_file(records, tmp_path):
+    files, config = records
+    trainer = pf.build_trainer(one_device(), config, str(tmp_path), 2)
+    eval_fn = pf.dataset_fn_for(files, 24, L, P, is_training=False)   # 192 = 8 batches
+    results = trainer.evaluate(eval_fn, max_steps=100)
+    assert set(results) == {"masked_lm_accuracy", "masked_lm_loss", "sentence_order_accuracy",
+                            "sentence_order_loss", "loss", "global_step"}
+    assert results["loss"] == pytest.approx(
+        results["masked_lm_loss"] + results["sentence_order_loss"])
+    assert abs(results["masked_lm_loss"] - np.log(21128)) < 0.5   # untrained: about uniform
+    path = tmp_path / "eval_results.txt"
+    training.write_eval_results(str(path), results)
+    assert "masked_lm_accuracy = " in path.read_text()
+
+
+def test_fp16_overflow_skips_the_step_and_halves_the_scale(records):
+    files, config = records
+    trainer = pf.build_trainer(one_device(), config, None, 1, precision="fp16",
+                               init_loss_scale=1e38)
+    before = weights(trainer)
+    trainer.train(pf.dataset_fn_for(files, BATCH, L, P), 1, BATCH, save_checkpoints_steps=0)
+    assert float(trainer.loss_scale.numpy()) == pytest.approx(5e37)
+    assert int(trainer.optimizer.iterations.numpy()) == 0
+    assert pf.max_abs_difference(weights(trainer), before, before) == 0.0
+
+
+def test_bf16_and_fp16_train_close_to_fp32(records):
+    files, config = records
+    losses = {}
+    for precision in ("fp32", "bf16", "fp16"):
+        trainer = pf.build_trainer(one_device(), config, None, 2, precision=precision)
+        trainer.train(pf.dataset_fn_for(files, BATCH, L, P), 2, BATCH, save_checkpoints_steps=0)
+        losses[precision] = trainer.step_losses
+    np.testing.assert_allclose(losses["bf16"], losses["fp32"], rtol=2e-2)
+    np.testing.assert_allclose(losses["fp16"], losses["fp32"], rtol=5e-3)
+
+
+def test_schema_errors_name_the_flag(records, tmp_path):
+    files, _ = records
+    spec = training.pretraining_feature_spec(L, 20)
+    with pytest.raises(AlbertError, match=r"masked_lm_positions.*length 5.*--max_predictions"):
+        training.check_tfrecord_schema(files[0], spec, {"masked_lm_positions":
+                                                        "max_predictions_per_seq"})
+    with pytest.raises(AlbertError, match="no file matches"):
+        training.expand_input_files(f"{files[0]},{tmp_path}/missing-*.tfrecord")
+    assert training.expand_input_files(f"{os.path.dirname(files[0])}/*.tfrecord") == files
+
+
+def test_per_pipeline_shards_are_disjoint_and_deterministic(records):
+    files, _ = records
+    dataset_fn = pf.dataset_fn_for(files, 8, L, P)
+
+    def ids(pipeline, seed):
+        context = tf.distribute.InputContext(2, pipeline, 2)
+        batches = dataset_fn(context, seed=seed).take(6)
+        return [tuple(row) for b in batches for row in b["input_ids"].numpy()]
+
+    assert ids(0, 1) == ids(0, 1)            # same seed, same stream (exact resumption)
+    assert ids(0, 1) != ids(0, 2)
+    assert not set(ids(0, 1)) & set(ids(1, 1))   # one file per worker
+
+
+MIRRORED_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    sys.path.insert(0, sys.argv[1])
+    import training
+    from tests import pretraining_fixtures as pf
+    files, config, out = sys.argv[2].split(","), sys.argv[3], sys.argv[4]
+    runs = {"one_device": ("one_device", 1, False), "mirrored": ("mirrored", 1, False),
+            "mirrored_accumulate_2": ("mirrored", 2, False), "one_device_xla": ("one_device", 1, True)}
+    result = {}
+    for name, (kind, k, xla) in runs.items():
+        strategy = training.create_strategy(kind)
+        trainer = pf.build_trainer(strategy, config, None, 4, gradient_accumulation_steps=k,
+                                   use_xla=xla)
+        trainer.train(pf.dataset_fn_for(files, 16, 32, 5), 4, 16, iterations_per_loop=2,
+                      save_checkpoints_steps=0)
+        result[name] = {"losses": trainer.step_losses,
+                        "replicas": strategy.num_replicas_in_sync}
+        np.savez(f"{out}/{name}.npz", **{n.replace("/", "|"): v.numpy()
+                                         for n, v in trainer.model.named_variables().items()})
+    print("RESULT " + json.dumps(result))
+""")
+
+
+def test_mirrored_over_two_cpus_and_xla_match_one_device(records, tmp_path):
+    files, config = records
+    proc = subprocess.run(
+        [sys.executable, "-c", MIRRORED_SCRIPT, str(REPO_ROOT), ",".join(files), config,
+         str(tmp_path)], capture_output=True, text=True, timeout=300,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.split("RESULT ", 1)[1])
+    assert result["mirrored"]["replicas"] == 2 and result["one_device"]["replicas"] == 1
+    reference = np.load(tmp_path / "one_device.npz")
+    for name in ("mirrored", "mirrored_accumulate_2", "one_device_xla"):
+        np.testing.assert_allclose(result[name]["losses"], result["one_device"]["losses"],
+                                   rtol=1e-5, err_msg=name)
+        other = np.load(tmp_path / f"{name}.npz")
+        assert pf.max_abs_difference(other, reference, reference.files) < 2e-5, name
