@@ -323,69 +323,50 @@ class BlockProcessor:
     # -- tokenization ---------------------------------------------------------
 
     def _tokenize_piece(self, piece):
-        """(ids, tokens, is_cjk flags) of one piece of a line, cached: a line's pieces are
-        token boundaries, so caching per piece gives the FullTokenizer's exact output fast."""
-        entry = self._piece_cache.get(piece)
-        if entry is None:
-            tokens = self.tokenizer.tokenize(piece)
-            entry = (
-                self.tokenizer.convert_tokens_to_ids(tokens),
-                tokens,
-                [tokenization._is_cjk_token(token) for token in tokens],
-            )
-            if len(self._piece_cache) > 300_000:  # bound the memory of rare pieces
-                self._piece_cache.clear()
-            self._piece_cache[piece] = entry
+        """Cached (ids, jieba text, word-start flags) of one piece of a line.
+
+        A line's pieces are token boundaries, so concatenating the cached pieces gives the
+        FullTokenizer's exact output, without running its per-character Python code again
+        for every occurrence of a character. The jieba text has one character per token: the
+        Chinese character itself, or a space for any other token (jieba never joins words
+        across a space). The flags are 0 for WordPiece continuations ("##lo").
+        """
+        tokens = self.tokenizer.tokenize(piece)
+        entry = (
+            self.tokenizer.convert_tokens_to_ids(tokens),
+            "".join(token if len(token) == 1 and tokenization._is_cjk_token(token) else " "
+                    for token in tokens),
+            bytes(0 if token.startswith("##") else 1 for token in tokens),
+        )
+        if len(self._piece_cache) > 300_000:  # bound the memory taken by rare pieces
+            self._piece_cache.clear()
+        self._piece_cache[piece] = entry
         return entry
 
     def tokenize_line(self, line):
-        """Return (ids, tokens, is_cjk) of one line, equal to FullTokenizer.tokenize."""
-        ids, tokens, is_cjk = [], [], []
-        for piece in _PIECES.findall(line):
-            piece_ids, piece_tokens, piece_cjk = self._tokenize_piece(piece)
-            ids += piece_ids
-            tokens += piece_tokens
-            is_cjk += piece_cjk
-        return ids, tokens, is_cjk
+        """Return (ids, jieba text, WordPiece word-start flags) of one line; the ids equal
+        FullTokenizer's, the text and flags have one entry per token."""
+        cache = self._piece_cache
+        entries = [cache[piece] if piece in cache else self._tokenize_piece(piece)
+                   for piece in _PIECES.findall(line)]
+        ids = [token_id for entry in entries for token_id in entry[0]]
+        return ids, "".join([entry[1] for entry in entries]), b"".join(
+            [entry[2] for entry in entries])
 
-    def word_starts(self, tokens, is_cjk):
-        """1 where a token starts a whole word, else 0 (same words as
-        tokenization.jieba_word_spans, computed with one jieba call per sentence)."""
-        starts = bytearray(1 for _ in tokens)
-        for index in range(1, len(tokens)):
-            if tokens[index].startswith("##"):
-                starts[index] = 0  # WordPiece continuation ("hel", "##lo")
+    def word_starts(self, jieba_text, wordpiece_starts):
+        """Flags, 1 where a token starts a whole word: the same words as
+        tokenization.jieba_word_spans, with one jieba call per sentence."""
         if not self.use_jieba:
-            return bytes(starts)
-        # Runs of adjacent Chinese characters go to jieba together, separated by spaces
-        # (which jieba never joins across): one call for the whole sentence.
-        runs = []  # (first token index, text)
-        index = 0
-        while index < len(tokens):
-            if is_cjk[index]:
-                end = index + 1
-                while end < len(tokens) and is_cjk[end]:
-                    end += 1
-                if end - index > 1:
-                    runs.append((index, "".join(tokens[index:end])))
-                index = end
-            else:
-                index += 1
-        if not runs:
-            return bytes(starts)
-        text = " ".join(run_text for _, run_text in runs)
-        boundaries = set()
+            return wordpiece_starts
+        jieba_starts = bytearray(len(jieba_text))
         position = 0
-        for word in self._jieba.lcut(text):
-            boundaries.add(position)
+        for word in self._jieba.lcut(jieba_text):
+            jieba_starts[position] = 1
             position += len(word)
-        position = 0
-        for first, run_text in runs:
-            for offset in range(1, len(run_text)):
-                if position + offset not in boundaries:
-                    starts[first + offset] = 0
-            position += len(run_text) + 1
-        return bytes(starts)
+        # A token starts a word if jieba starts one there (every non-Chinese token is a
+        # one-space "word") and it is not a "##" continuation: a bitwise AND of the flags.
+        both = int.from_bytes(jieba_starts, "big") & int.from_bytes(wordpiece_starts, "big")
+        return both.to_bytes(len(jieba_text), "big")
 
     def split_sentences(self, line):
         if not self.config.one_document_per_line:
@@ -398,11 +379,12 @@ class BlockProcessor:
         for offset, line in enumerate(document.lines):
             found = False
             for text in self.split_sentences(line):
-                ids, tokens, is_cjk = self.tokenize_line(text)
+                ids, jieba_text, wordpiece_starts = self.tokenize_line(text)
                 if not ids:
                     continue
                 found = True
-                starts = self.word_starts(tokens, is_cjk) if self.needs_word_starts else b""
+                starts = (self.word_starts(jieba_text, wordpiece_starts)
+                          if self.needs_word_starts else b"")
                 sentences.append(Sentence(ids, starts))
                 self.stats["input_tokens"] += len(ids)
             if not found:
@@ -625,8 +607,14 @@ def _encode_varint(value):
             return bytes(out)
 
 
+_SMALL_VARINTS = [_encode_varint(value) for value in range(1 << 14)]
+
+
 def _length_delimited(field_number, payload):
-    return _encode_varint(field_number << 3 | 2) + _encode_varint(len(payload)) + payload
+    """Field `field_number` with wire type 2 (length-delimited)."""
+    length = len(payload)
+    length_bytes = _SMALL_VARINTS[length] if length < 1 << 14 else _encode_varint(length)
+    return _SMALL_VARINTS[field_number << 3 | 2] + length_bytes + payload
 
 
 def _feature_entry(name, feature):

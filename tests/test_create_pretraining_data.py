@@ -102,13 +102,14 @@ def test_fast_tokenization_and_word_starts_match_reference(news_file, processor,
         "[UNK] [CLS] 北京欢迎你！！ 2010年，他被评为“中国文化遗产保护年度杰出人物”。",
     ]
     for line in lines:
-        ids, tokens, is_cjk = processor.tokenize_line(line)
-        assert tokens == reference_tokenizer.tokenize(line), line
-        assert ids == reference_tokenizer.convert_tokens_to_ids(tokens)
+        ids, jieba_text, wordpiece_starts = processor.tokenize_line(line)
+        tokens = reference_tokenizer.tokenize(line)
+        assert ids == reference_tokenizer.convert_tokens_to_ids(tokens), line
+        assert len(jieba_text) == len(wordpiece_starts) == len(ids)
         expected_starts = bytearray(len(tokens))
         for start, _ in tokenization.jieba_word_spans(tokens):
             expected_starts[start] = 1
-        assert processor.word_starts(tokens, is_cjk) == bytes(expected_starts), line
+        assert processor.word_starts(jieba_text, wordpiece_starts) == bytes(expected_starts)
 
 
 # ----------------------------------------------------------------------------- output format
@@ -186,8 +187,9 @@ def test_every_masked_word_is_masked_whole(masked_instances):
 
 def test_word_units_are_jieba_words_of_any_length(processor, reference_tokenizer):
     text = "中华人民共和国成立了，北京欢迎你。"
-    ids, tokens, is_cjk = processor.tokenize_line(text)
-    starts = processor.word_starts(tokens, is_cjk)
+    ids, jieba_text, wordpiece_starts = processor.tokenize_line(text)
+    tokens = reference_tokenizer.convert_ids_to_tokens(ids)
+    starts = processor.word_starts(jieba_text, wordpiece_starts)
     units = processor.masking_units(len(ids), 0, starts)
     words = ["".join(tokens[p - 1] for p in unit) for unit in units]
     assert words[0] == "中华人民共和国"  # 7 characters; the original stopped at 3
