@@ -215,3 +215,20 @@ def expected_variable_shapes(config, style, pretraining=True, num_labels=None):
             shapes["loss/LayerNorm/gamma"] = [H]
             shapes["loss/LayerNorm/beta"] = [H]
     return shapes
+
+
+def numpy_brightmart_pretraining(w, config, ids, mask, segments, positions):
+    """(masked_lm_log_probs [B,P,V], sentence_order_logits [B,2]) of a brightmart model."""
+    sequence, pooled = numpy_brightmart_forward(w, config, ids, mask, segments)
+    w = {k: np.asarray(v, np.float64) for k, v in w.items()}
+    gathered = np.take_along_axis(sequence, positions[:, :, None], axis=1)
+    hidden = _np_gelu(gathered @ w["cls/predictions/transform/dense/kernel"]
+                      + w["cls/predictions/transform/dense/bias"])
+    hidden = _np_layer_norm(hidden, w["cls/predictions/transform/LayerNorm/gamma"],
+                            w["cls/predictions/transform/LayerNorm/beta"])
+    logits = (hidden @ w["bert/embeddings/word_embeddings_2"].T
+              @ w["bert/embeddings/word_embeddings"].T + w["cls/predictions/output_bias"])
+    logits = logits - logits.max(-1, keepdims=True)
+    log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    sop = pooled @ w["cls/seq_relationship/output_weights"].T + w["cls/seq_relationship/output_bias"]
+    return log_probs, sop
