@@ -113,6 +113,20 @@ _CJK_CLASS = (
 # are token boundaries for BERT's BasicTokenizer, so tokenizing the pieces one by one gives
 # exactly the tokens of the whole line (tests/test_create_pretraining_data.py checks this).
 _PIECES = re.compile(f"[{_CJK_CLASS}]|[^{_CJK_CLASS} ]+")
+_CHINESE_TEXT = re.compile(f"[{_CJK_CLASS}]+")
+
+
+def _is_chinese_text(text):
+    """Whether `text` is non-empty and made of CJK ideographs only."""
+    return _CHINESE_TEXT.fullmatch(text) is not None
+
+
+def _load_jieba():
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)  # no start-up chatter, once per worker
+    jieba.initialize()
+    return jieba
 
 
 # ----------------------------------------------------------------------------- input
@@ -302,18 +316,18 @@ class BlockProcessor:
         self.replacement_ids = sorted(
             token_id for token, token_id in vocab.items()
             if not (token.startswith("[") and token.endswith("]") and len(token) > 2)
-            and not (token.startswith("##") and tokenization._is_cjk_token(token[2:]))
+            and not (token.startswith("##") and _is_chinese_text(token[2:]))
             and token.strip()
         )
         # id of "X" -> id of "##X", for --original_wwm_labels.
         self.hash_label_ids = {
             token_id: vocab["##" + token] for token, token_id in vocab.items()
-            if tokenization._is_cjk_token(token) and "##" + token in vocab
+            if _is_chinese_text(token) and "##" + token in vocab
         }
         self.needs_word_starts = config.do_whole_word_mask or (
             config.original_wwm_labels and not config.non_chinese)
         self.use_jieba = self.needs_word_starts and not config.non_chinese
-        self._jieba = tokenization._get_jieba() if self.use_jieba else None
+        self._jieba = _load_jieba() if self.use_jieba else None
         self._piece_cache = {}
         self.varint = [_encode_varint(value) for value in range(
             max(max(vocab.values()), config.max_seq_length) + 1)]
@@ -334,7 +348,7 @@ class BlockProcessor:
         tokens = self.tokenizer.tokenize(piece)
         entry = (
             self.tokenizer.convert_tokens_to_ids(tokens),
-            "".join(token if len(token) == 1 and tokenization._is_cjk_token(token) else " "
+            "".join(token if len(token) == 1 and _is_chinese_text(token) else " "
                     for token in tokens),
             bytes(0 if token.startswith("##") else 1 for token in tokens),
         )
@@ -396,21 +410,18 @@ class BlockProcessor:
 
     # -- instances ------------------------------------------------------------
 
-    def block_instances(self, block):
-        """Yield the instances of a block, all dupe rounds, in a seeded shuffled order."""
-        rng = random.Random(f"{self.config.random_seed}:{block.index}")
+    def block_instances(self, block, rng):
+        """Yield the instances of a block: every document, `dupe_factor` times, each time
+        with new random splits and masks. jieba runs once per sentence, not per round."""
         documents = []
         for document in block.documents:
             sentences = self.tokenize_document(document)
             if sentences:
                 documents.append(sentences)
         self.stats["documents"] += len(documents)
-        instances = []
         for _ in range(self.config.dupe_factor):
             for sentences in documents:
-                instances.extend(self.document_instances(sentences, rng))
-        rng.shuffle(instances)
-        return instances
+                yield from self.document_instances(sentences, rng)
 
     def document_instances(self, sentences, rng):
         """Cut one document into [CLS] A [SEP] B [SEP] instances (docs §4, with the
@@ -555,15 +566,18 @@ class BlockProcessor:
         return _length_delimited(1, b"".join(features))
 
     def process_block(self, block):
-        """Serialized examples of a block, plus the counters for the summary."""
+        """Serialized examples of a block in a seeded shuffled order, plus the counters for
+        the summary. Block b always uses Random("<random_seed>:<b>"), in any process."""
         self.stats = collections.Counter()
         self.skipped_line_examples = []
+        rng = random.Random(f"{self.config.random_seed}:{block.index}")
         records = []
-        for instance in self.block_instances(block):
-            records.append(self.serialize(instance))
+        for instance in self.block_instances(block, rng):
+            records.append(self.serialize(instance))  # bytes only: instances are big
             self.stats["instances"] += 1
             self.stats["instance_tokens"] += len(instance.input_ids)
             self.stats["masked_tokens"] += len(instance.masked_positions)
+        rng.shuffle(records)
         return block.index, block.num_bytes, records, self.stats, self.skipped_line_examples
 
 

@@ -4,6 +4,7 @@ against the reference tokenizer (tokenization.FullTokenizer / jieba_word_spans).
 
 import collections
 import os
+import random
 import subprocess
 import sys
 
@@ -79,7 +80,7 @@ def masked_instances(tmp_path_factory):
     reader = cpd.InputReader([str(path)], one_document_per_line=False)
     instances, originals = [], []
     for block in cpd.iter_blocks(reader.documents(), 50_000):
-        for instance in processor.block_instances(block):
+        for instance in processor.block_instances(block, random.Random(block.index)):
             # Rebuild the unmasked ids from the labels (what the model must predict).
             original = list(instance.input_ids)
             for position, label in zip(instance.masked_positions, instance.masked_label_ids,
@@ -142,7 +143,8 @@ def test_output_parses_with_original_feature_spec(tmp_path, news_file):
 def test_hand_serialization_equals_tf_train_example(processor, news_file):
     reader = cpd.InputReader([str(news_file)], one_document_per_line=False)
     block = next(cpd.iter_blocks(reader.documents(), 5_000))
-    for instance in processor.block_instances(block)[:20]:
+    instances = list(processor.block_instances(block, random.Random(0)))
+    for instance in instances[:20]:
         n = len(instance.input_ids)
         k = len(instance.masked_positions)
         padding = [0] * (SEQ - n)
@@ -225,7 +227,7 @@ def test_ngram_masking_keeps_words_whole_and_rate(tmp_path):
     path = corpus_slice(tmp_path, "passages_wiki_rc_dialog.txt", 60_000)
     reader = cpd.InputReader([str(path)], one_document_per_line=False)
     instances = [i for b in cpd.iter_blocks(reader.documents(), 60_000)
-                 for i in processor.block_instances(b)]
+                 for i in processor.block_instances(b, random.Random(b.index))]
     masked = sum(len(i.masked_positions) for i in instances)
     assert abs(masked / sum(len(i.input_ids) for i in instances) - 0.15) < 0.015
     adjacent_masked_words = 0
@@ -273,7 +275,7 @@ def test_labels_are_the_original_characters_and_sop_order(news_file, reference_t
     reader = cpd.InputReader([str(news_file)], one_document_per_line=False)
     labels, hash_labels, ordered_checks = collections.Counter(), 0, 0
     for block in cpd.iter_blocks(reader.documents(), 10_000):
-        for instance in processor.block_instances(block):
+        for instance in processor.block_instances(block, random.Random(block.index)):
             ids = list(instance.input_ids)
             for position, label in zip(instance.masked_positions, instance.masked_label_ids,
                                        strict=True):
@@ -307,7 +309,7 @@ def test_single_sentence_documents_become_instances(tmp_path):
     processor = cpd.BlockProcessor(make_config(vocab, one_document_per_line=True))
     reader = cpd.InputReader([str(path)], one_document_per_line=True)
     instances = [i for b in cpd.iter_blocks(reader.documents(), 100_000)
-                 for i in processor.block_instances(b)]
+                 for i in processor.block_instances(b, random.Random(b.index))]
     assert processor.stats["documents"] == len(reviews)
     # The original drops every one-sentence document; here almost every review is used.
     assert len(instances) >= 0.9 * len(reviews)
