@@ -186,7 +186,7 @@ def main(_):
     logging.info("%d input file(s), e.g. %s", len(input_files), input_files[0])
 
     with strategy.scope():
-        model = modeling.AlbertForPretraining(config, style=style)
+        model = modeling.AlbertForPretraining(config, style=style, seed=FLAGS.seed)
         optimizer = optimization.create_optimizer(
             FLAGS.learning_rate, FLAGS.num_train_steps, FLAGS.num_warmup_steps,
             optimizer=FLAGS.optimizer, poly_power=FLAGS.poly_power, style=style)

@@ -1,0 +1,150 @@
+"""run_pretraining.py end to end: kill -9 and resume, 2-worker MultiWorkerMirroredStrategy,
+eval-only runs and one-line flag errors. Tiny config, TFRecords made from real text."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from absl import flags
+
+import run_pretraining
+from errors import AlbertError
+from tests import pretraining_fixtures as pf
+from tests.conftest import REPO_ROOT, shared_data
+
+L, P = 32, 5
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("pretrain")
+    sentences = pf.read_sentences(shared_data("corpus_sample/news_zh_1.txt"))
+    examples = pf.make_examples(sentences, shared_data("vocab.txt"), 256, L, P)
+    pf.write_tfrecords([directory / f"part-{i}.tfrecord" for i in range(2)], examples)
+    return str(directory / "part-*.tfrecord"), pf.write_config(directory / "config.json")
+
+
+def command(data, output_dir, *extra):
+    input_glob, config = data
+    return [sys.executable, str(REPO_ROOT / "run_pretraining.py"),
+            f"--bert_config_file={config}", f"--input_file={input_glob}",
+            f"--output_dir={output_dir}", "--do_train", f"--max_seq_length={L}",
+            f"--max_predictions_per_seq={P}", "--train_batch_size=16", "--learning_rate=1e-3",
+            "--num_warmup_steps=2", "--iterations_per_loop=2", "--save_checkpoints_steps=4",
+            "--optimizer=lamb", *extra]
+
+
+def final_tensors(output_dir):
+    state = open(os.path.join(output_dir, "checkpoint")).readline()
+    return pf.read_tensors(os.path.join(output_dir, state.split('"')[1]))
+
+
+def test_kill_minus_9_then_resume_equals_uninterrupted_run(data, tmp_path):
+    steps = "--num_train_steps=40"
+    reference = subprocess.Popen(command(data, tmp_path / "reference", steps), env=ENV,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    killed_dir = tmp_path / "killed"
+    victim = subprocess.Popen(command(data, killed_dir, steps), env=ENV,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while not (killed_dir / "model.ckpt-4.index").exists() and victim.poll() is None:
+        assert time.time() < deadline, "no checkpoint appeared"
+        time.sleep(0.02)
+    victim.send_signal(signal.SIGKILL)
+    assert victim.wait() == -signal.SIGKILL
+    finished_early = (killed_dir / "model.ckpt-40.index").exists()
+    # a later save that was cut off half-way must never be picked up
+    (killed_dir / "model.ckpt-44.index").write_bytes(b"\x00half")
+
+    resumed = subprocess.run(command(data, killed_dir, steps), env=ENV, capture_output=True,
+                             text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resumed from" in resumed.stderr
+    assert reference.wait(timeout=300) == 0, reference.stderr.read()[-2000:]
+    assert not finished_early, "the run finished before the kill; nothing was tested"
+
+    ours, theirs = final_tensors(killed_dir), final_tensors(tmp_path / "reference")
+    assert int(ours["global_step"]) == int(theirs["global_step"]) == 40
+    assert set(ours) == set(theirs)
+    assert any(n.endswith("/adam_m") for n in ours)          # google LAMB slot names
+    assert pf.max_abs_difference(ours, theirs, theirs) < 1e-5
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def test_two_workers_multi_worker_mirrored_agree(data, tmp_path):
+    workers = [f"localhost:{free_port()}", f"localhost:{free_port()}"]
+    procs = []
+    for index in range(2):
+        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        procs.append(subprocess.Popen(
+            command(data, tmp_path / "out", "--num_train_steps=6", "--strategy=multi_worker",
+                    "--do_eval", "--eval_batch_size=16", "--max_eval_steps=3"),
+            env=dict(ENV, TF_CONFIG=json.dumps(tf_config)), stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE, text=True))
+    logs = []
+    for proc in procs:
+        try:
+            _, err = proc.communicate(timeout=300)
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+        assert proc.returncode == 0, err[-3000:]
+        logs.append(err)
+    fingerprints = [line.split("weights fingerprint ")[1] for log in logs
+                    for line in log.splitlines() if "weights fingerprint" in line]
+    assert len(fingerprints) == 2 and fingerprints[0] == fingerprints[1]
+    assert "at step 6" in fingerprints[0]
+    assert "Strategy with 2 replica(s)" in logs[0]
+    # only the chief writes; its checkpoint holds the agreed weights
+    assert int(final_tensors(tmp_path / "out")["global_step"]) == 6
+    results = (tmp_path / "out" / "eval_results.txt").read_text()
+    assert "sentence_order_accuracy = " in results and "global_step = 6" in results
+
+
+def run_in_process(argv):
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(["run_pretraining.py", *argv])
+    try:
+        run_pretraining.main([])
+    finally:
+        flags.FLAGS.unparse_flags()
+
+
+def test_train_then_eval_only_run_and_flag_errors(data, tmp_path):
+    input_glob, config = data
+    base = [f"--bert_config_file={config}", f"--input_file={input_glob}",
+            f"--output_dir={tmp_path}", f"--max_seq_length={L}",
+            f"--max_predictions_per_seq={P}"]
+    run_in_process([*base, "--do_train", "--num_train_steps=3", "--iterations_per_loop=3",
+                    "--optimizer=adamw"])
+    run_in_process([*base, "--do_eval", "--eval_batch_size=32", "--max_eval_steps=2",
+                    "--optimizer=adamw"])
+    results = dict(line.split(" = ") for line in
+                   (tmp_path / "eval_results.txt").read_text().splitlines()[1:])
+    assert set(results) == {"masked_lm_accuracy", "masked_lm_loss", "sentence_order_accuracy",
+                            "sentence_order_loss", "loss", "global_step"}
+    assert results["global_step"] == "3"
+    assert np.isclose(float(results["loss"]), float(results["masked_lm_loss"])
+                      + float(results["sentence_order_loss"]))
+
+    with pytest.raises(AlbertError, match=r"masked_lm_positions. has length 5 .*--max_predictions_per_seq=5"):
+        run_in_process([*base[:-1], "--max_predictions_per_seq=20", "--do_train"])
+    with pytest.raises(AlbertError, match="--input_file: no file matches"):
+        run_in_process([*base[:1], f"--input_file={tmp_path}/nothing-*.tfrecord", *base[2:],
+                        "--do_train"])
+    with pytest.raises(AlbertError, match="cannot resume .* --optimizer"):
+        run_in_process([*base, "--do_train", "--num_train_steps=4", "--optimizer=lamb",
+                        "--style=brightmart"])
