@@ -20,7 +20,7 @@ thucnews (`title<TAB>label_id`, label names in class.txt), ocnli (CLUE JSON line
 no gold label: skipped and counted), and `tsv`, a generic task documented on
 `GenericTsvProcessor`.
 
-Batching (`make_batches`, `batch_iterator`, `make_dataset`): by default examples are padded
+Batching (`make_batches`, `training_batch_stream`, `make_dataset`): by default examples are padded
 only to the longest one in their batch, and training batches are formed from examples of
 similar length (length bucketing) so that little compute is spent on padding; `fixed_length`
 pads everything to `max_seq_length` (static shapes, needed on TPU).
@@ -522,53 +522,55 @@ def pad_batch(features, indices, max_seq_length, fixed_length=False):
     }
 
 
-def batch_iterator(
-    features, batch_size, max_seq_length, shuffle, seed=0, bucket=True, fixed_length=False
+def batches_per_epoch(num_examples, batch_size, drop_remainder=False):
+    """Batches in one pass: the last partial batch counts unless it is dropped."""
+    if drop_remainder:
+        return num_examples // batch_size
+    return -(-num_examples // batch_size)
+
+
+def training_batch_stream(
+    lengths, batch_size, seed, start_batch=0, bucket=True, drop_remainder=False
 ):
-    """Yield padded batches (dicts of numpy arrays) for one pass over `features`."""
-    for indices in make_batches(features.lengths, batch_size, shuffle, seed, bucket):
-        yield pad_batch(features, indices, max_seq_length, fixed_length)
+    """Endless training batches (index arrays), epoch after epoch, from batch `start_batch`.
+
+    Epoch e is shuffled with seed + e, so the stream is a pure function of (seed, position):
+    a run resumed at batch k reads exactly what the uninterrupted run read from batch k on.
+    `drop_remainder` leaves out each epoch's partial batch (static batch shapes).
+    """
+    per_epoch = batches_per_epoch(len(lengths), batch_size, drop_remainder)
+    if per_epoch == 0:
+        raise errors.AlbertError(
+            f"{len(lengths)} training examples cannot fill one batch of {batch_size}"
+        )
+    epoch, skip = divmod(start_batch, per_epoch)
+    while True:
+        batches = make_batches(lengths, batch_size, shuffle=True, seed=seed + epoch, bucket=bucket)
+        if drop_remainder:
+            batches = [b for b in batches if len(b) == batch_size]
+        yield from batches[skip:]
+        skip = 0
+        epoch += 1
 
 
-def make_dataset(
-    features,
-    batch_size,
-    max_seq_length,
-    shuffle,
-    seed=0,
-    bucket=True,
-    fixed_length=False,
-    repeat=False,
-    drop_remainder=False,
-):
-    """A tf.data.Dataset of padded batches; shapes are [None, None] unless fixed_length.
+def make_dataset(features, batch_stream_fn, max_seq_length, fixed_length=False, batch_size=None):
+    """A tf.data.Dataset of padded batches from a function returning an iterable of indices.
 
-    With `repeat`, every epoch is reshuffled with a new seed (seed, seed+1, ...).
-    `drop_remainder` drops a last partial batch (static batch size for TPUs).
+    Shapes are [batch, seq] with seq = None (dynamic padding) or max_seq_length (fixed), and
+    batch = None unless `batch_size` is given (a static batch, for TPUs).
     """
     import tensorflow as tf
 
     seq_dim = max_seq_length if fixed_length else None
-    batch_dim = batch_size if drop_remainder else None
     signature = {
-        "input_ids": tf.TensorSpec([batch_dim, seq_dim], tf.int32),
-        "input_mask": tf.TensorSpec([batch_dim, seq_dim], tf.int32),
-        "segment_ids": tf.TensorSpec([batch_dim, seq_dim], tf.int32),
-        "label_ids": tf.TensorSpec([batch_dim], tf.int32),
+        "input_ids": tf.TensorSpec([batch_size, seq_dim], tf.int32),
+        "input_mask": tf.TensorSpec([batch_size, seq_dim], tf.int32),
+        "segment_ids": tf.TensorSpec([batch_size, seq_dim], tf.int32),
+        "label_ids": tf.TensorSpec([batch_size], tf.int32),
     }
-    epoch = [0]
 
     def generate():
-        epoch_seed = seed + epoch[0]
-        epoch[0] += 1
-        for batch in batch_iterator(
-            features, batch_size, max_seq_length, shuffle, epoch_seed, bucket, fixed_length
-        ):
-            if drop_remainder and len(batch["label_ids"]) < batch_size:
-                continue
-            yield batch
+        for indices in batch_stream_fn():
+            yield pad_batch(features, indices, max_seq_length, fixed_length)
 
-    dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
-    if repeat:
-        dataset = dataset.repeat()
-    return dataset.prefetch(2)
+    return tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(2)

@@ -228,15 +228,33 @@ def test_evaluation_batches_keep_every_example_once_and_unshuffled_order():
     assert [b.tolist() for b in bucketed] == [[3, 1], [0, 4], [2]]
 
 
-def test_dataset_has_dynamic_shapes_and_repeats_with_new_order(vocab_file):
+def test_training_stream_is_exact_epochs_and_resumable():
+    lengths = np.arange(100) % 37 + 3
+    stream = classifier_data.training_batch_stream(lengths, 32, seed=7)
+    per_epoch = classifier_data.batches_per_epoch(100, 32)
+    assert per_epoch == 4
+    batches = [next(stream) for _ in range(3 * per_epoch)]
+    for epoch in range(3):
+        seen = np.concatenate(batches[epoch * per_epoch : (epoch + 1) * per_epoch])
+        assert sorted(seen.tolist()) == list(range(100))  # every example once per epoch
+    assert batches[0].tolist() != batches[per_epoch].tolist()  # epochs are reshuffled
+    resumed = classifier_data.training_batch_stream(lengths, 32, seed=7, start_batch=6)
+    assert [next(resumed).tolist() for _ in range(6)] == [b.tolist() for b in batches[6:]]
+    dropped = classifier_data.training_batch_stream(lengths, 32, seed=7, drop_remainder=True)
+    assert all(len(next(dropped)) == 32 for _ in range(10))
+
+
+def test_dataset_has_dynamic_shapes(vocab_file):
     tokenizer = tokenization.FullTokenizer(str(vocab_file))
     examples, _, processor = read("lcqmc", "lcqmc_small", "dev")
     features = classifier_data.convert_examples_to_features(
         examples[:100], processor.get_labels(), 64, tokenizer
     )
-    dataset = classifier_data.make_dataset(features, 32, 64, shuffle=True, repeat=True)
+    stream = lambda: classifier_data.training_batch_stream(features.lengths, 32, seed=1)  # noqa: E731
+    dataset = classifier_data.make_dataset(features, stream, 64)
     assert dataset.element_spec["input_ids"].shape.as_list() == [None, None]
-    batches = [b["label_ids"].numpy().tolist() for b in dataset.take(8)]
-    first_epoch, second = batches[:4], batches[4:]
-    assert sum(len(b) for b in first_epoch) == 100
-    assert first_epoch != second
+    batches = list(dataset.take(4))
+    assert sum(len(b["label_ids"]) for b in batches) == 100
+    assert len({b["input_ids"].shape[1] for b in batches}) > 1  # padded per batch
+    fixed = classifier_data.make_dataset(features, stream, 64, fixed_length=True, batch_size=32)
+    assert fixed.element_spec["input_ids"].shape.as_list() == [32, 64]

@@ -1,0 +1,682 @@
+"""Fine-tune ALBERT on a Chinese classification task, evaluate it and predict with it.
+
+    python run_classifier.py --task_name=lcqmc --data_dir=../shared/data/lcqmc_small \
+      --vocab_file=../shared/data/vocab.txt --bert_config_file=configs/albert_config_tiny.json \
+      --init_checkpoint=prev_trained_model/albert_tiny/albert_model.ckpt \
+      --output_dir=/tmp/lcqmc --do_train --do_eval --do_predict \
+      --max_seq_length=128 --train_batch_size=64 --learning_rate=1e-4 --num_train_epochs=5
+
+Flags follow albert_zh's run_classifier.py. Differences, all deliberate:
+  * reading loses no example and reports malformed rows (classifier_data.py);
+  * batches are padded to their longest example and grouped by length (much less padding);
+    --fixed_length pads to max_seq_length (static shapes, e.g. for TPUs);
+  * the training loop, strategies, precision and checkpointing are the ones of
+    run_pretraining.py (training.py);
+  * with --do_eval the dev set is evaluated after every epoch; the checkpoint with the best
+    dev accuracy is kept as `model.ckpt-best`, and prediction uses it;
+  * every output goes to --output_dir (the original wrote eval results into --data_dir):
+    eval_results.txt (accuracy, macro_f1, loss, global_step per evaluation, also as JSON
+    lines in eval_results.jsonl), test_results.tsv (class probabilities per test row, as the
+    original) and test_predictions.tsv (readable: texts, gold, predicted label, probability).
+
+Checkpoints keep the original names (`bert/...`, `output_weights`, `output_bias`,
+`global_step`), so the original code, export_savedmodel.py and similarity.py read them.
+"""
+
+import json
+import os
+import time
+
+import numpy as np
+import tensorflow as tf
+from absl import flags, logging
+
+import classifier_data
+import errors
+import modeling
+import optimization
+import tokenization
+import training
+
+FLAGS = flags.FLAGS
+
+# ----------------------------------------------------------------------------- flags
+# The original's flags.
+flags.DEFINE_string("data_dir", None, "Directory with the task's train/dev/test files.")
+flags.DEFINE_string("bert_config_file", None, "ALBERT config JSON (either style).")
+flags.DEFINE_string("task_name", None, "Task: " + ", ".join(sorted(classifier_data.PROCESSORS)))
+flags.DEFINE_string("vocab_file", None, "The vocab.txt of the model.")
+flags.DEFINE_string("output_dir", None, "Where checkpoints, results and predictions go.")
+flags.DEFINE_string(
+    "init_checkpoint",
+    None,
+    "Released checkpoint (brightmart or google style), a run_pretraining output directory, "
+    "or a fine-tuned classifier. Without it the model is trained from scratch (warned).",
+)
+flags.DEFINE_bool("do_lower_case", True, "Lower-case the input (True for the Chinese models).")
+flags.DEFINE_integer("max_seq_length", 128, "Maximum tokens per example, [CLS]/[SEP] included.")
+flags.DEFINE_bool("do_train", False, "Fine-tune on the train split.")
+flags.DEFINE_bool("do_eval", False, "Evaluate on the dev split (after every epoch when training).")
+flags.DEFINE_bool("do_predict", False, "Predict the test split (scored too when it is labelled).")
+flags.DEFINE_integer("train_batch_size", 32, "Global training batch size.")
+flags.DEFINE_integer("eval_batch_size", 8, "Evaluation batch size.")
+flags.DEFINE_integer("predict_batch_size", 8, "Prediction batch size.")
+flags.DEFINE_float("learning_rate", 5e-5, "Peak learning rate (AdamW).")
+flags.DEFINE_float("num_train_epochs", 3.0, "Training epochs (may be fractional).")
+flags.DEFINE_float("warmup_proportion", 0.1, "Fraction of the steps with linear warmup.")
+flags.DEFINE_integer("save_checkpoints_steps", 1000, "Save a checkpoint every this many steps.")
+flags.DEFINE_integer("iterations_per_loop", 1000, "Steps per tf.function call (upper bound).")
+# Additions.
+flags.DEFINE_string("style", None, "brightmart|google; default: from checkpoint, then config.")
+flags.DEFINE_integer("num_train_steps", None, "Train this many steps instead of epochs.")
+flags.DEFINE_enum("optimizer", "adamw", ["adamw", "lamb"], "Fine-tuning optimizer.")
+flags.DEFINE_float("weight_decay_rate", 0.01, "Decoupled weight decay (not LayerNorm/bias).")
+flags.DEFINE_float("hidden_dropout_prob", None, "Override the config's hidden dropout.")
+flags.DEFINE_float("attention_probs_dropout_prob", None, "Override the config's attention dropout.")
+flags.DEFINE_float("classifier_dropout", 0.1, "Dropout on the pooled output (the original: 0.1).")
+flags.DEFINE_bool("fixed_length", False, "Pad every batch to max_seq_length (static shapes).")
+flags.DEFINE_bool("strict", False, "Stop at the first malformed data row instead of skipping it.")
+flags.DEFINE_string("train_file", None, "Train file (default: the task's name in data_dir).")
+flags.DEFINE_string("dev_file", None, "Dev file (default: the task's name in data_dir).")
+flags.DEFINE_string("test_file", None, "Test file (default: the task's name in data_dir).")
+flags.DEFINE_list("labels", None, "Label set of the generic `tsv` task (default: from train).")
+flags.DEFINE_bool("eval_every_epoch", True, "With do_train+do_eval, evaluate after each epoch.")
+flags.DEFINE_integer("seed", 12345, "Seed of initialisation, shuffling and dropout.")
+flags.DEFINE_integer("keep_checkpoint_max", 5, "Step checkpoints kept (0 = all); best kept apart.")
+# Shared with run_pretraining.py (training.py): strategies and precision.
+flags.DEFINE_enum("strategy", "auto", list(training.STRATEGIES), "tf.distribute strategy.")
+flags.DEFINE_enum("precision", "fp32", list(training.PRECISIONS), "Compute precision.")
+flags.DEFINE_bool("use_xla", False, "XLA-compile the forward/backward pass.")
+flags.DEFINE_integer("gradient_accumulation_steps", 1, "Micro-batches per optimizer step.")
+flags.DEFINE_bool("use_tpu", False, "Train on a TPU (implies --fixed_length).")
+flags.DEFINE_string("tpu_name", None, "TPU name or grpc:// address.")
+flags.DEFINE_string("tpu_zone", None, "GCE zone of the TPU (optional).")
+flags.DEFINE_string("gcp_project", None, "GCP project of the TPU (optional).")
+flags.DEFINE_string("master", None, "Accepted for compatibility with the original; unused.")
+flags.DEFINE_integer("num_tpu_cores", 8, "Accepted for compatibility; TPUStrategy uses all.")
+
+flags.mark_flags_as_required(["task_name", "vocab_file", "bert_config_file", "output_dir"])
+
+BEST_CHECKPOINT = "model.ckpt-best"
+CONFIG_COPY = "albert_config.json"
+SPLIT_FLAGS = {"train": "train_file", "dev": "dev_file", "test": "test_file"}
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def split_path(processor, split):
+    """The file of `split`: its --<split>_file flag, else the task's file in --data_dir."""
+    explicit = getattr(FLAGS, SPLIT_FLAGS[split])
+    if explicit:
+        return explicit
+    if not FLAGS.data_dir:
+        raise errors.AlbertError(f"pass --data_dir (or --{SPLIT_FLAGS[split]}) to read {split}")
+    return processor.split_path(FLAGS.data_dir, split)
+
+
+def read_split(processor, split):
+    """Read one split, log what was kept / skipped / malformed, refuse an empty result."""
+    path = split_path(processor, split)
+    examples = processor.get_examples(path, split)
+    report = processor.reports[split]
+    log = logging.warning if report.num_malformed else logging.info
+    log("%s: %s", split, report.summary())
+    if not examples:
+        raise errors.AlbertError(f"{path}: no usable {split} examples ({report.summary()})")
+    return examples
+
+
+def to_features(examples, label_list, tokenizer):
+    start = time.time()
+    features = classifier_data.convert_examples_to_features(
+        examples, label_list, FLAGS.max_seq_length, tokenizer
+    )
+    logging.info(
+        "tokenized %d examples in %.1fs (mean length %.1f, max %d)",
+        len(features),
+        time.time() - start,
+        features.lengths.mean(),
+        features.lengths.max(),
+    )
+    return features
+
+
+# ----------------------------------------------------------------------------- model
+
+
+def load_config():
+    """The model config with the dropout overrides; checks max_seq_length against it."""
+    config = modeling.AlbertConfig.from_json_file(FLAGS.bert_config_file)
+    overrides = {
+        key: getattr(FLAGS, key)
+        for key in ("hidden_dropout_prob", "attention_probs_dropout_prob")
+        if getattr(FLAGS, key) is not None
+    }
+    if overrides:
+        config = config.replace(**overrides)
+    if FLAGS.max_seq_length > config.max_position_embeddings:
+        raise errors.AlbertError(
+            f"--max_seq_length={FLAGS.max_seq_length} exceeds max_position_embeddings="
+            f"{config.max_position_embeddings} of {FLAGS.bert_config_file}; lower it"
+        )
+    return config
+
+
+def build_classifier(config, num_labels, style, seed=None):
+    return modeling.AlbertForClassification(
+        config, num_labels, style=style, classifier_dropout=FLAGS.classifier_dropout, seed=seed
+    )
+
+
+def initialize_from_checkpoint(model, init_checkpoint):
+    """Load pretrained (or fine-tuned) weights; warn loudly when there are none."""
+    if not init_checkpoint:
+        logging.warning(
+            "\n%s\nNO --init_checkpoint: fine-tuning from RANDOM weights (from scratch).\n"
+            "Accuracy will be far below a pretrained model's. Pass a released albert_zh\n"
+            "checkpoint or a run_pretraining.py output directory.\n%s",
+            "!" * 72,
+            "!" * 72,
+        )
+        return None
+    report = modeling.load_checkpoint(model, init_checkpoint)
+    logging.info(
+        "initialized %d variables from %s (left as initialised: %s)",
+        len(report.loaded),
+        report.path,
+        ", ".join(report.missing_allowed) or "none",
+    )
+    return report
+
+
+def classification_loss(logits, label_ids):
+    """Mean cross-entropy (the original's loss)."""
+    per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=label_ids, logits=logits)
+    return tf.reduce_mean(per_example)
+
+
+def make_probability_fn(model):
+    """A tf.function batch -> class probabilities, traced once for [None, None] inputs."""
+    spec = tf.TensorSpec([None, None], tf.int32)
+
+    @tf.function(input_signature=[spec, spec, spec])
+    def probabilities(input_ids, input_mask, segment_ids):
+        logits = model(input_ids, input_mask, segment_ids, training=False)
+        return tf.nn.softmax(logits, axis=-1)
+
+    return probabilities
+
+
+def predict_probabilities(probability_fn, features, batch_size):
+    """Class probabilities [N, C] for every example, in the examples' order.
+
+    Batches are bucketed by length (no shuffling) and mapped back by index.
+    """
+    probabilities = None
+    batches = classifier_data.make_batches(features.lengths, batch_size, shuffle=False)
+    done, start = 0, time.time()
+    for indices in batches:
+        batch = classifier_data.pad_batch(
+            features, indices, FLAGS.max_seq_length, FLAGS.fixed_length
+        )
+        probs = probability_fn(batch["input_ids"], batch["input_mask"], batch["segment_ids"])
+        probs = probs.numpy()
+        if probabilities is None:
+            probabilities = np.zeros((len(features), probs.shape[1]), np.float32)
+        probabilities[indices] = probs
+        done += len(indices)
+    logging.info(
+        "predicted %d examples in %.1fs (%.0f examples/s)",
+        done,
+        time.time() - start,
+        done / max(time.time() - start, 1e-9),
+    )
+    return probabilities
+
+
+def compute_metrics(probabilities, label_ids, num_labels):
+    """accuracy, macro-F1 (mean over classes of per-class F1) and mean cross-entropy.
+
+    Only labelled examples (label_id >= 0) count.
+    """
+    labelled = label_ids >= 0
+    probabilities, label_ids = probabilities[labelled], label_ids[labelled]
+    if len(label_ids) == 0:
+        return None
+    predictions = probabilities.argmax(axis=1)
+    f1_scores = []
+    for c in range(num_labels):
+        true_positive = np.sum((predictions == c) & (label_ids == c))
+        predicted, actual = np.sum(predictions == c), np.sum(label_ids == c)
+        denominator = predicted + actual
+        f1_scores.append(2.0 * true_positive / denominator if denominator else 0.0)
+    gold_probability = probabilities[np.arange(len(label_ids)), label_ids]
+    return {
+        "accuracy": float(np.mean(predictions == label_ids)),
+        "macro_f1": float(np.mean(f1_scores)),
+        "loss": float(-np.mean(np.log(np.maximum(gold_probability, 1e-12)))),
+        "num_examples": int(len(label_ids)),
+    }
+
+
+# ----------------------------------------------------------------------------- outputs
+
+
+def write_eval_results(output_dir, split, checkpoint_name, global_step, metrics):
+    """Append one evaluation to eval_results.txt (readable) and eval_results.jsonl."""
+    record = dict(metrics, split=split, checkpoint=checkpoint_name, global_step=int(global_step))
+    with open(os.path.join(output_dir, "eval_results.txt"), "a", encoding="utf-8") as f:
+        f.write(f"***** Eval results {checkpoint_name} ({split}) *****\n")
+        for key in ("accuracy", "macro_f1", "loss", "global_step", "num_examples"):
+            f.write(f"{key} = {record[key]}\n")
+    with open(os.path.join(output_dir, "eval_results.jsonl"), "a", encoding="utf-8") as f:
+        f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    logging.info(
+        "%s %s: accuracy %.4f, macro_f1 %.4f, loss %.4f (%d examples, step %d)",
+        split,
+        checkpoint_name,
+        metrics["accuracy"],
+        metrics["macro_f1"],
+        metrics["loss"],
+        metrics["num_examples"],
+        global_step,
+    )
+
+
+def write_predictions(output_dir, examples, probabilities, label_list, label_names):
+    """test_results.tsv (probabilities, as the original) and test_predictions.tsv (readable)."""
+    with open(os.path.join(output_dir, "test_results.tsv"), "w", encoding="utf-8") as f:
+        for row in probabilities:
+            f.write("\t".join(f"{p:.6f}" for p in row) + "\n")
+    with open(os.path.join(output_dir, "test_predictions.tsv"), "w", encoding="utf-8") as f:
+        f.write("line\ttext_a\ttext_b\tlabel\tprediction\tprediction_name\tprobability\n")
+        for example, row in zip(examples, probabilities, strict=True):
+            best = int(row.argmax())
+            f.write(
+                "\t".join(
+                    [
+                        example.source.rsplit(":", 1)[-1],
+                        example.text_a,
+                        example.text_b or "",
+                        "" if example.label is None else example.label,
+                        label_list[best],
+                        label_names[best],
+                        f"{row[best]:.6f}",
+                    ]
+                )
+                + "\n"
+            )
+
+
+def save_model_checkpoint(model, path_prefix, global_step):
+    """Weights + global_step under the original names (no optimizer slots)."""
+    tensors = {name: var.read_value() for name, var in model.named_variables().items()}
+    tensors["global_step"] = tf.constant(int(global_step), tf.int64)
+    return modeling.save_checkpoint(tensors, path_prefix)
+
+
+def write_model_info(output_dir, config, label_list, label_names, style):
+    """Files that make output_dir self-contained for similarity.py / export: config, vocab."""
+    tf.io.gfile.makedirs(output_dir)
+    with open(os.path.join(output_dir, CONFIG_COPY), "w", encoding="utf-8") as f:
+        f.write(config.to_json_string())
+    vocab_copy = os.path.join(output_dir, "vocab.txt")
+    if os.path.abspath(FLAGS.vocab_file) != os.path.abspath(vocab_copy):
+        tf.io.gfile.copy(FLAGS.vocab_file, vocab_copy, overwrite=True)
+    info = {
+        "task_name": FLAGS.task_name,
+        "labels": list(label_list),
+        "label_names": list(label_names),
+        "max_seq_length": FLAGS.max_seq_length,
+        "do_lower_case": FLAGS.do_lower_case,
+        "style": style,
+        "config_file": CONFIG_COPY,
+        "init_checkpoint": FLAGS.init_checkpoint,
+    }
+    with open(os.path.join(output_dir, "classifier_info.json"), "w", encoding="utf-8") as f:
+        json.dump(info, f, ensure_ascii=False, indent=2)
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def make_loss_fn(model):
+    """The training.py loss contract: summed cross-entropy and (correct, count) accuracy."""
+
+    def loss_fn(features, training):
+        logits = model(
+            features["input_ids"], features["input_mask"], features["segment_ids"], training
+        )
+        labels = features["label_ids"]
+        per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+        correct = tf.reduce_sum(
+            tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels), tf.float32)
+        )
+        count = tf.cast(tf.shape(labels)[0], tf.float32)
+        return {"loss": tf.reduce_sum(per_example)}, {"accuracy": (correct, count)}
+
+    return loss_fn
+
+
+def make_train_dataset_fn(features, global_batch_size, num_replicas, trainer_step):
+    """dataset_fn(input_context, seed) for Trainer.train: per-replica padded batches.
+
+    The stream position comes from `trainer_step()` (the step training (re)starts at), and
+    epoch e is shuffled with --seed + e; the seed Trainer passes is therefore not needed.
+    With several input pipelines, pipeline p takes every p-th batch of the one stream.
+    """
+    drop_remainder = FLAGS.fixed_length  # static shapes: no partial batches either
+
+    def dataset_fn(input_context=None, seed=None):
+        del seed  # the position, not a per-segment seed, decides the data (see above)
+        pipelines = input_context.num_input_pipelines if input_context else 1
+        pipeline_id = input_context.input_pipeline_id if input_context else 0
+        per_replica = global_batch_size // num_replicas
+        start_batch = trainer_step() * num_replicas
+
+        def batch_indices():
+            stream = classifier_data.training_batch_stream(
+                features.lengths,
+                per_replica,
+                FLAGS.seed,
+                start_batch=start_batch,
+                bucket=not FLAGS.fixed_length,
+                drop_remainder=drop_remainder,
+            )
+            for j, indices in enumerate(stream, start=start_batch):
+                if j % pipelines == pipeline_id:
+                    yield indices
+
+        return classifier_data.make_dataset(
+            features,
+            batch_indices,
+            FLAGS.max_seq_length,
+            fixed_length=FLAGS.fixed_length,
+            batch_size=per_replica if drop_remainder else None,
+        )
+
+    return dataset_fn
+
+
+def epoch_end_steps(num_train_steps, steps_per_epoch):
+    """Global steps after which the dev set is evaluated: every epoch end, and the last step."""
+    if not (FLAGS.do_eval and FLAGS.eval_every_epoch):
+        return [num_train_steps]
+    ends = []
+    epoch = 1
+    while round(epoch * steps_per_epoch) < num_train_steps:
+        ends.append(int(round(epoch * steps_per_epoch)))
+        epoch += 1
+    return ends + [num_train_steps]
+
+
+class BestCheckpointKeeper:
+    """Keeps `model.ckpt-best` = the weights with the highest dev accuracy so far.
+
+    The record (best_checkpoint.json) survives restarts, so a resumed run keeps comparing
+    against the best of the earlier part.
+    """
+
+    def __init__(self, output_dir):
+        self.prefix = os.path.join(output_dir, BEST_CHECKPOINT)
+        self.record_path = os.path.join(output_dir, "best_checkpoint.json")
+        self.best = None
+        if os.path.isfile(self.record_path) and os.path.exists(self.prefix + ".index"):
+            with open(self.record_path, encoding="utf-8") as f:
+                self.best = json.load(f)
+
+    def update(self, model, global_step, metrics):
+        if self.best is not None and metrics["accuracy"] <= self.best["accuracy"]:
+            return False
+        save_model_checkpoint(model, self.prefix, global_step)
+        self.best = {"accuracy": metrics["accuracy"], "global_step": int(global_step)}
+        with open(self.record_path, "w", encoding="utf-8") as f:
+            json.dump(self.best, f)
+        logging.info(
+            "new best dev accuracy %.4f at step %d: saved %s",
+            metrics["accuracy"],
+            global_step,
+            self.prefix,
+        )
+        return True
+
+
+def train(strategy, model, features, evaluate_dev):
+    """Fine-tune with the shared training loop; evaluate the dev set after every epoch.
+
+    evaluate_dev(step) -> metrics or None is called at each epoch end (with --do_eval).
+    Returns the Trainer.
+    """
+    replicas = strategy.num_replicas_in_sync
+    if FLAGS.train_batch_size % replicas:
+        raise errors.AlbertError(
+            f"--train_batch_size={FLAGS.train_batch_size} must be divisible by the "
+            f"{replicas} replicas"
+        )
+    per_replica = FLAGS.train_batch_size // replicas
+    batches = classifier_data.batches_per_epoch(len(features), per_replica, FLAGS.fixed_length)
+    steps_per_epoch = batches / replicas
+    num_train_steps = FLAGS.num_train_steps or int(steps_per_epoch * FLAGS.num_train_epochs)
+    if num_train_steps <= 0:
+        raise errors.AlbertError(
+            f"no training steps: {len(features)} examples, batch {FLAGS.train_batch_size}, "
+            f"{FLAGS.num_train_epochs} epochs; raise --num_train_epochs or --num_train_steps"
+        )
+    num_warmup_steps = int(num_train_steps * FLAGS.warmup_proportion)
+    with strategy.scope():
+        optimizer = optimization.create_optimizer(
+            FLAGS.learning_rate,
+            num_train_steps,
+            num_warmup_steps,
+            optimizer=FLAGS.optimizer,
+            style=model.style,
+            weight_decay_rate=FLAGS.weight_decay_rate,
+        )
+        optimizer.build(model.named_variables())
+    trainer = training.Trainer(
+        strategy,
+        model,
+        optimizer,
+        make_loss_fn(model),
+        FLAGS.output_dir,
+        precision=FLAGS.precision,
+        use_xla=FLAGS.use_xla,
+        gradient_accumulation_steps=FLAGS.gradient_accumulation_steps,
+        keep_checkpoint_max=FLAGS.keep_checkpoint_max,
+    )
+    resuming = training.latest_checkpoint(FLAGS.output_dir) is not None
+    if not resuming:
+        initialize_from_checkpoint(model, FLAGS.init_checkpoint)
+    trainer.restore_or_initialize(None)  # resumes from output_dir's latest checkpoint if any
+
+    logging.info(
+        "fine-tuning %s-style model: %d examples, %.1f steps/epoch, steps %d -> %d "
+        "(warmup %d), batch %d on %d replica(s), %s padding",
+        model.style,
+        len(features),
+        steps_per_epoch,
+        trainer.global_step,
+        num_train_steps,
+        num_warmup_steps,
+        FLAGS.train_batch_size,
+        replicas,
+        "fixed" if FLAGS.fixed_length else "dynamic (length-bucketed)",
+    )
+    dataset_fn = make_train_dataset_fn(
+        features, FLAGS.train_batch_size, replicas, lambda: trainer.global_step
+    )
+    for end_step in epoch_end_steps(num_train_steps, steps_per_epoch):
+        if end_step <= trainer.global_step:
+            continue
+        start = time.time()
+        trainer.train(
+            dataset_fn,
+            end_step,
+            FLAGS.train_batch_size,
+            iterations_per_loop=FLAGS.iterations_per_loop,
+            save_checkpoints_steps=FLAGS.save_checkpoints_steps,
+            seed=FLAGS.seed,
+        )
+        logging.info(
+            "reached step %d/%d (epoch %.2f) in %.1fs",
+            trainer.global_step,
+            num_train_steps,
+            trainer.global_step / steps_per_epoch,
+            time.time() - start,
+        )
+        evaluate_dev(trainer.global_step)
+    return trainer
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def validate_flags():
+    if not (FLAGS.do_train or FLAGS.do_eval or FLAGS.do_predict):
+        raise errors.AlbertError(
+            "nothing to do: pass at least one of --do_train, --do_eval, --do_predict"
+        )
+    for name in ("train_batch_size", "eval_batch_size", "predict_batch_size", "max_seq_length"):
+        if getattr(FLAGS, name) <= 0:
+            raise errors.AlbertError(f"--{name} must be positive, got {getattr(FLAGS, name)}")
+    if FLAGS.max_seq_length < 3:
+        raise errors.AlbertError("--max_seq_length must be at least 3 ([CLS] a [SEP] b [SEP])")
+    if FLAGS.use_tpu and not FLAGS.fixed_length:
+        logging.info("--use_tpu: padding every batch to --max_seq_length (static shapes)")
+        FLAGS.fixed_length = True
+    if not 0.0 <= FLAGS.warmup_proportion < 1.0:
+        raise errors.AlbertError("--warmup_proportion must be in [0, 1)")
+    for name in ("train_file", "dev_file", "test_file"):
+        path = getattr(FLAGS, name)
+        if path and not os.path.isfile(path):
+            raise errors.AlbertError(f"--{name}={path} does not exist")
+
+
+def model_for_inference(model, trainer_ran):
+    """Load the weights to evaluate/predict with; returns a name for the results files.
+
+    After training: model.ckpt-best when one was kept, else the final weights. Without
+    training: output_dir's model.ckpt-best, else its latest checkpoint, else
+    --init_checkpoint (which must then be a fine-tuned classifier).
+    """
+    best = os.path.join(FLAGS.output_dir, BEST_CHECKPOINT)
+    if os.path.exists(best + ".index"):
+        modeling.load_checkpoint(model, best, allow_missing=("cls/",))
+        return BEST_CHECKPOINT
+    if trainer_ran:
+        return "final weights"
+    candidate = training.latest_checkpoint(FLAGS.output_dir) or FLAGS.init_checkpoint
+    if not candidate:
+        raise errors.AlbertError(
+            f"nothing to evaluate: {FLAGS.output_dir} has no checkpoint and no "
+            "--init_checkpoint was given; add --do_train"
+        )
+    if "output_weights" not in modeling.checkpoint_variable_names(candidate):
+        raise errors.AlbertError(
+            f"{candidate} has no classifier head (output_weights): it is not fine-tuned; "
+            "add --do_train"
+        )
+    modeling.load_checkpoint(model, candidate, allow_missing=("cls/",))
+    return os.path.basename(modeling.resolve_checkpoint_path(candidate))
+
+
+def checkpoint_global_step(name):
+    """global_step stored in output_dir's checkpoint `name` (0 when unknown)."""
+    path = os.path.join(FLAGS.output_dir, name)
+    if not os.path.exists(path + ".index"):
+        return 0
+    return int(modeling.read_checkpoint_tensors(path, ["global_step"])["global_step"])
+
+
+def main(argv):
+    del argv
+    validate_flags()
+    # The strategy first: multi-worker and TPU runtimes must be set up before other TF ops.
+    strategy = training.create_strategy(
+        FLAGS.strategy, FLAGS.use_tpu, FLAGS.tpu_name, FLAGS.tpu_zone, FLAGS.gcp_project
+    )
+    tf.random.set_seed(FLAGS.seed)
+    config = load_config()
+    style = modeling.resolve_style(config, FLAGS.init_checkpoint, FLAGS.style)
+    processor = classifier_data.get_processor(
+        FLAGS.task_name,
+        data_dir=FLAGS.data_dir,
+        strict=FLAGS.strict,
+        labels=FLAGS.labels,
+        train_file=FLAGS.train_file,
+    )
+    label_list, label_names = processor.get_labels(), processor.label_names()
+    tokenizer = tokenization.FullTokenizer(FLAGS.vocab_file, do_lower_case=FLAGS.do_lower_case)
+    tf.io.gfile.makedirs(FLAGS.output_dir)
+    write_model_info(FLAGS.output_dir, config, label_list, label_names, style)
+    logging.info(
+        "task %s: %d labels %s; model %s (%s style); init %s",
+        FLAGS.task_name,
+        len(label_list),
+        label_names,
+        FLAGS.bert_config_file,
+        style,
+        FLAGS.init_checkpoint or "NONE (from scratch)",
+    )
+
+    with strategy.scope():
+        model = build_classifier(config, len(label_list), style, seed=FLAGS.seed)
+    probability_fn = make_probability_fn(model)
+    summary = {}
+
+    dev_features = None
+    if FLAGS.do_eval:
+        dev_examples = read_split(processor, "dev")
+        dev_features = to_features(dev_examples, label_list, tokenizer)
+    keeper = BestCheckpointKeeper(FLAGS.output_dir)
+
+    def evaluate_dev(global_step, checkpoint_name=None):
+        if dev_features is None:
+            return None
+        probabilities = predict_probabilities(probability_fn, dev_features, FLAGS.eval_batch_size)
+        metrics = compute_metrics(probabilities, dev_features.label_ids, len(label_list))
+        name = checkpoint_name or f"model.ckpt-{global_step}"
+        write_eval_results(FLAGS.output_dir, "dev", name, global_step, metrics)
+        if checkpoint_name is None:
+            keeper.update(model, global_step, metrics)
+        return metrics
+
+    trainer = None
+    if FLAGS.do_train:
+        train_examples = read_split(processor, "train")
+        train_features = to_features(train_examples, label_list, tokenizer)
+        trainer = train(strategy, model, train_features, evaluate_dev)
+
+    name = model_for_inference(model, trainer is not None)
+    step = checkpoint_global_step(name) if name != "final weights" else trainer.global_step
+    if FLAGS.do_eval:
+        if keeper.best is not None and name == BEST_CHECKPOINT:
+            summary["dev"] = {"accuracy": keeper.best["accuracy"], "global_step": step}
+        else:
+            summary["dev"] = evaluate_dev(step, checkpoint_name=name)
+    if FLAGS.do_predict:
+        test_examples = read_split(processor, "test")
+        test_features = to_features(test_examples, label_list, tokenizer)
+        probabilities = predict_probabilities(
+            probability_fn, test_features, FLAGS.predict_batch_size
+        )
+        write_predictions(FLAGS.output_dir, test_examples, probabilities, label_list, label_names)
+        logging.info(
+            "wrote %d predictions to %s/test_results.tsv and test_predictions.tsv",
+            len(test_examples),
+            FLAGS.output_dir,
+        )
+        metrics = compute_metrics(probabilities, test_features.label_ids, len(label_list))
+        if metrics is not None:
+            write_eval_results(FLAGS.output_dir, "test", name, step, metrics)
+            summary["test"] = metrics
+    for split, metrics in summary.items():
+        print(f"{split} accuracy ({name}, step {step}): {metrics['accuracy']:.4f}", flush=True)
+    if summary:
+        with open(os.path.join(FLAGS.output_dir, "final_results.json"), "w") as f:
+            json.dump(dict(summary, checkpoint=name, global_step=step), f, indent=2)
+
+
+if __name__ == "__main__":
+    errors.run_main(main)
