@@ -37,6 +37,7 @@ import tensorflow as tf
 from absl import flags, logging
 
 import errors
+import export_savedmodel
 import modeling
 from errors import AlbertError
 
@@ -81,27 +82,23 @@ def define_flags():
 # ----------------------------------------------------------------------------------------------
 
 def build_model(config, init_checkpoint, head, style=None):
-    """The loaded model for `head`; AlbertError if the checkpoint lacks that head's weights."""
-    style = modeling.resolve_style(config, init_checkpoint=init_checkpoint, style_flag=style)
-    names = modeling.checkpoint_variable_names(init_checkpoint)
-    if head == "classifier":
-        if "output_weights" not in names:
-            raise AlbertError(
-                f"checkpoint {init_checkpoint} has no classifier head (output_weights): pass a "
-                "fine-tuned run_classifier.py checkpoint, or use --head=encoder")
-        model = modeling.AlbertForClassification(
-            config, names["output_weights"][0], style=style, classifier_dropout=0.0)
-    elif head == "pretraining":
-        if "cls/predictions/output_bias" not in names:
-            raise AlbertError(
-                f"checkpoint {init_checkpoint} has no pretraining heads (cls/predictions/...): "
-                "pass a pretrained albert_model.ckpt, or use --head=encoder")
-        model = modeling.AlbertForPretraining(config, style=style)
-    else:
-        model = modeling.AlbertModel(config, style=style)
-    # The heads asked for must all be in the checkpoint: exporting random weights is never meant.
-    modeling.load_checkpoint(model, init_checkpoint, allow_missing=())
-    return model
+    """The loaded model for `head`; AlbertError if the checkpoint lacks that head's weights.
+
+    Building and loading is export_savedmodel.py's (every head the checkpoint has, one shared
+    encoder, nothing allowed missing); this only picks the head and says what is wrong.
+    """
+    has_pretraining_heads, num_labels = export_savedmodel.checkpoint_heads(init_checkpoint)
+    if head == "classifier" and not num_labels:
+        raise AlbertError(
+            f"checkpoint {init_checkpoint} has no classifier head (output_weights): pass a "
+            "fine-tuned run_classifier.py checkpoint, or use --head=encoder")
+    if head == "pretraining" and not has_pretraining_heads:
+        raise AlbertError(
+            f"checkpoint {init_checkpoint} has no pretraining heads (cls/predictions/...): "
+            "pass a pretrained albert_model.ckpt, or use --head=encoder")
+    _, encoder, pretraining, classifier = export_savedmodel.build_models(
+        config, init_checkpoint, style)
+    return {"encoder": encoder, "pretraining": pretraining, "classifier": classifier}[head]
 
 
 def head_outputs(model, head, input_ids, input_mask, segment_ids, masked_lm_positions=None):

@@ -1,11 +1,11 @@
 """Benchmark batch-1 serving latency: SavedModel (TF), TFLite fp32/int8 (LiteRT), PyTorch (HF).
 
 For each model size (albert_tiny and albert_base, google style, random weights: latency does not
-depend on the values) the script writes a checkpoint, a SavedModel and fixed-shape [1, seq]
-.tflite files (fp32 and int8 dynamic-range, via export_tflite.py), then times every runtime in
-its own subprocess, so each one's peak RSS is its own (a LiteRT process never imports
-TensorFlow). The named peer is Hugging Face transformers' AlbertModel in PyTorch eager mode
-(`torch.inference_mode`), same sizes, same thread counts, in the same run.
+depend on the values) the script writes a checkpoint, a SavedModel (export_savedmodel.py) and
+fixed-shape [1, seq] .tflite files (fp32 and int8 dynamic-range, via export_tflite.py), then
+times every runtime in its own subprocess, so each one's peak RSS is its own (a LiteRT process
+never imports TensorFlow). The named peer is Hugging Face transformers' AlbertModel in PyTorch
+eager mode (`torch.inference_mode`), same sizes, same thread counts, in the same run.
 
 Every row: `warmup` untimed calls, then `iterations` timed calls of one full-length sequence
 (mask all ones); p50 / p90 in ms. Size = bytes on disk of what that runtime loads (SavedModel
@@ -42,9 +42,8 @@ INPUT_NAMES = ("input_ids", "input_mask", "segment_ids")
 
 def prepare_model(model_name, seq_lengths, directory):
     """Write checkpoint, SavedModel and .tflite files of one size; return their paths."""
-    import tensorflow as tf
-
     sys.path.insert(0, str(REPO_ROOT))
+    import export_savedmodel
     import export_tflite
     import modeling
 
@@ -60,10 +59,9 @@ def prepare_model(model_name, seq_lengths, directory):
             export_tflite.export_tflite(config, prefix, path, head="encoder",
                                         quantize=quantize, max_seq_length=seq_length)
             files[key][seq_length] = path
-    # The SavedModel serves dynamic [batch, seq] inputs, as export_savedmodel.py's signature.
-    function = export_tflite.serving_function(encoder, "encoder")
+    # The SavedModel as the project ships it (dynamic [batch, seq] serving_default).
     savedmodel_dir = os.path.join(directory, "savedmodel")
-    tf.saved_model.save(encoder, savedmodel_dir, signatures={"serving_default": function})
+    export_savedmodel.export_savedmodel(config, prefix, savedmodel_dir)
     files["savedmodel"] = savedmodel_dir
     return files
 
