@@ -70,8 +70,10 @@ def run_generator(input_files, workers, output_dir, vocab_file):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.time()
-    process = psutil.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.PIPE, text=True)
+    log_path = output + ".log"  # a file, not a pipe: a full pipe would stall a long run
+    with open(log_path, "w") as log:
+        process = psutil.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL,
+                               stderr=log)
     peak = 0
     while process.poll() is None:
         peak = max(peak, tree_rss(process))
@@ -80,7 +82,8 @@ def run_generator(input_files, workers, output_dir, vocab_file):
     cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)  # workers included (reaped)
     cpu_seconds = (cpu_after.ru_utime - cpu_before.ru_utime
                    + cpu_after.ru_stime - cpu_before.ru_stime)
-    stderr = process.stderr.read()
+    with open(log_path) as log:
+        stderr = log.read()
     if process.returncode != 0:
         raise SystemExit(f"generator failed ({process.returncode}):\n{stderr[-2000:]}")
     with open(output + ".summary.json", encoding="utf-8") as f:
