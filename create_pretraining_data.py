@@ -352,7 +352,7 @@ class BlockProcessor:
                     for token in tokens),
             bytes(0 if token.startswith("##") else 1 for token in tokens),
         )
-        if len(self._piece_cache) > 300_000:  # bound the memory taken by rare pieces
+        if len(self._piece_cache) > 100_000:  # bound the memory taken by rare pieces
             self._piece_cache.clear()
         self._piece_cache[piece] = entry
         return entry
