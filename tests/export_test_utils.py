@@ -59,13 +59,24 @@ def build_random_models(config, style, pretraining=True, num_labels=None, seed=0
     return encoder, pre, clf
 
 
-def write_checkpoint(directory, config, style, pretraining=True, num_labels=None, seed=0):
-    """Random model saved in its original naming. Returns (ckpt prefix, config path, models)."""
+def write_checkpoint(directory, config, style, pretraining=True, num_labels=None, seed=0,
+                     with_optimizer_slots=False):
+    """Random model saved in its original naming. Returns (ckpt prefix, config path, models).
+
+    `with_optimizer_slots` adds what training checkpoints also hold (adam_m/adam_v slots and
+    global_step, as in albert_tiny_zh_google), which every consumer must ignore.
+    """
     encoder, pre, clf = build_random_models(config, style, pretraining, num_labels, seed)
     variables = {}
     for model in (encoder, pre, clf):
         if model is not None:
             variables.update(model.named_variables())
+    if with_optimizer_slots:
+        variables = {name: variable.numpy() for name, variable in variables.items()}
+        for name in list(variables):
+            variables[name + "/adam_m"] = np.ones_like(variables[name])
+            variables[name + "/adam_v"] = np.ones_like(variables[name])
+        variables["global_step"] = np.array(1000, np.int64)
     prefix = modeling.save_checkpoint(variables, str(directory / "albert_model.ckpt"))
     config_path = directory / "albert_config.json"
     config_path.write_text(config.to_json_string(), encoding="utf-8")
@@ -175,7 +186,8 @@ def expected_variable_shapes(config, style, pretraining=True, num_labels=None):
     }
     if style == "brightmart":
         shapes["bert/embeddings/word_embeddings_2"] = [E, H]
-        scopes = ["bert/encoder/layer_shared/"]
+        scopes = (["bert/encoder/layer_shared/"] if config.share_parameter_across_layers
+                  else [f"bert/encoder/layer_{i}/" for i in range(config.num_hidden_layers)])
         denses = {"attention/self/query": [H, H], "attention/self/key": [H, H],
                   "attention/self/value": [H, H], "attention/output/dense": [H, H],
                   "intermediate/dense": [H, F], "output/dense": [F, H]}
@@ -230,5 +242,6 @@ def numpy_brightmart_pretraining(w, config, ids, mask, segments, positions):
               @ w["bert/embeddings/word_embeddings"].T + w["cls/predictions/output_bias"])
     logits = logits - logits.max(-1, keepdims=True)
     log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
-    sop = pooled @ w["cls/seq_relationship/output_weights"].T + w["cls/seq_relationship/output_bias"]
+    sop = (pooled @ w["cls/seq_relationship/output_weights"].T
+           + w["cls/seq_relationship/output_bias"])
     return log_probs, sop
