@@ -589,6 +589,25 @@ class Trainer:
 
     # -- training -----------------------------------------------------------------------------
 
+    def make_iterator(self, dataset_fn, seed):
+        """Iterator over dataset_fn(input_context, seed) distributed over the replicas."""
+        dataset = self.strategy.distribute_datasets_from_function(
+            functools.partial(dataset_fn, seed=seed))
+        if self._train_steps is None:
+            local = dataset_fn(tf.distribute.InputContext(
+                num_replicas_in_sync=self.strategy.num_replicas_in_sync), seed=0)
+            self._train_steps = self._build_train_steps(self._metric_structure(local.element_spec))
+        return iter(dataset)
+
+    def run_steps(self, iterator, num_steps):
+        """Run num_steps training steps in one compiled call; advances global_step.
+
+        Returns (per-step losses as a NumPy array, {metric: (sum, count)} over the steps).
+        """
+        losses, metrics = self._train_steps(iterator, tf.constant(num_steps, tf.int32))
+        self.global_step += num_steps
+        return losses.numpy(), {k: (float(v[0]), float(v[1])) for k, v in metrics.items()}
+
     def train(self, dataset_fn, num_train_steps, global_batch_size, iterations_per_loop=1000,
               save_checkpoints_steps=1000, seed=12345):
         """Run from self.global_step to num_train_steps; checkpoint every save_checkpoints_steps.
@@ -613,30 +632,19 @@ class Trainer:
             segment_end = num_train_steps
             if save_every:
                 segment_end = min(num_train_steps, (self.global_step // save_every + 1) * save_every)
-            start = self.global_step
-            dataset = self.strategy.distribute_datasets_from_function(
-                functools.partial(dataset_fn, seed=segment_seed(seed, start)))
-            if self._train_steps is None:
-                local = dataset_fn(tf.distribute.InputContext(
-                    num_replicas_in_sync=replicas), seed=0)
-                self._train_steps = self._build_train_steps(
-                    self._metric_structure(local.element_spec))
-            iterator = iter(dataset)
+            iterator = self.make_iterator(dataset_fn, segment_seed(seed, self.global_step))
             while self.global_step < segment_end:
                 steps = min(iterations_per_loop, segment_end - self.global_step)
                 began = time.time()
-                losses, metrics = self._train_steps(iterator, tf.constant(steps, tf.int32))
-                losses = losses.numpy()
+                losses, metrics = self.run_steps(iterator, steps)
                 elapsed = time.time() - began
-                self.global_step += steps
                 self.step_losses.extend(float(x) for x in losses)
                 if not np.all(np.isfinite(losses)) and self.precision != "fp16":
                     raise AlbertError(
                         f"the loss became {losses[-1]} at step {self.global_step}: lower "
                         "--learning_rate or raise --num_warmup_steps")
-                self._log_loop(steps, losses, {k: (v[0].numpy(), v[1].numpy())
-                                               for k, v in metrics.items()},
-                               elapsed, global_batch_size, num_train_steps)
+                self._log_loop(steps, losses, metrics, elapsed, global_batch_size,
+                               num_train_steps)
             if save_every or self.global_step >= num_train_steps:
                 self.save_checkpoint()
         return self.history
