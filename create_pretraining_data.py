@@ -44,6 +44,7 @@ import collections
 import dataclasses
 import glob
 import json
+import logging as std_logging
 import multiprocessing
 import os
 import random
@@ -114,6 +115,8 @@ _CJK_CLASS = (
 # exactly the tokens of the whole line (tests/test_create_pretraining_data.py checks this).
 _PIECES = re.compile(f"[{_CJK_CLASS}]|[^{_CJK_CLASS} ]+")
 _CHINESE_TEXT = re.compile(f"[{_CJK_CLASS}]+")
+# In word-start flags (one byte per token), a word is any flag followed by 0 flags.
+_WORD_UNIT = re.compile(rb".\x00*", re.DOTALL)
 
 
 def _is_chinese_text(text):
@@ -124,7 +127,7 @@ def _is_chinese_text(text):
 def _load_jieba():
     import jieba
 
-    jieba.setLogLevel(logging.WARNING)  # no start-up chatter, once per worker
+    jieba.setLogLevel(std_logging.WARNING)  # no start-up chatter, once per worker
     jieba.initialize()
     return jieba
 
@@ -295,7 +298,7 @@ class Instance:
     is_swapped: int
     masked_positions: list
     masked_label_ids: list
-    word_units: list  # the masking units (lists of positions); kept for tests and stats
+    word_units: list  # the masking units (ranges of positions); kept for tests
 
 
 class BlockProcessor:
@@ -476,17 +479,17 @@ class BlockProcessor:
         return Instance(input_ids, num_a, is_swapped, positions, labels, units)
 
     def masking_units(self, length_a, length_b, starts):
-        """Lists of input positions masked together: whole words, or single tokens."""
-        positions = [*range(1, 1 + length_a), *range(length_a + 2, length_a + 2 + length_b)]
+        """Ranges of input positions masked together: whole words, or single tokens."""
         if not self.config.do_whole_word_mask:
-            return [[position] for position in positions]
+            return [range(p, p + 1) for p in (*range(1, 1 + length_a),
+                                              *range(length_a + 2, length_a + 2 + length_b))]
         units = []
-        for offset, position in enumerate(positions):
-            # A word cut by truncation or by the A/B split starts a unit where it resumes.
-            if starts[offset] or not units or position != units[-1][-1] + 1:
-                units.append([position])
-            else:
-                units[-1].append(position)
+        # A unit is a start flag and the 0 flags after it; the first token of A and of B
+        # always starts one (a word cut by truncation or by the A/B split resumes as a unit).
+        for part_starts, first_position in ((starts[:length_a], 1),
+                                            (starts[length_a:], length_a + 2)):
+            units += [range(first_position + match.start(), first_position + match.end())
+                      for match in _WORD_UNIT.finditer(part_starts)]
         return units
 
     def mask_tokens(self, input_ids, units, starts, num_a, rng):
