@@ -102,8 +102,8 @@ CLS, SEP, MASK = "[CLS]", "[SEP]", "[MASK]"
 # with no blank lines) cannot break the flat-memory promise.
 MAX_DOCUMENT_CHARS = 500_000
 
-# Sentence ends for --one_document_per_line: after 。！？!? (and any closing quotes).
-_SENTENCE_END = re.compile(r"(?<=[。！？!?])(?![。！？!?”’」』）)\"'])")
+# Sentences for --one_document_per_line: text up to 。！？!? (and the closing quotes after it).
+_SENTENCE = re.compile(r".+?(?:[。！？!?]+[”’」』）)\"']*|$)")
 
 # BERT pads exactly these code points with spaces, so each is a token boundary (docs §6).
 _CJK_CLASS = (
@@ -388,7 +388,7 @@ class BlockProcessor:
     def split_sentences(self, line):
         if not self.config.one_document_per_line:
             return [line]
-        return [part for part in _SENTENCE_END.split(line) if part.strip()]
+        return [part for part in _SENTENCE.findall(line) if part.strip()]
 
     def tokenize_document(self, document):
         """List of `Sentence`s of a document; lines without any token are counted."""

@@ -310,6 +310,8 @@ def test_single_sentence_documents_become_instances(tmp_path):
     reader = cpd.InputReader([str(path)], one_document_per_line=True)
     instances = [i for b in cpd.iter_blocks(reader.documents(), 100_000)
                  for i in processor.block_instances(b, random.Random(b.index))]
+    assert processor.split_sentences("“走吧！”他说。然后呢?没有标点") == [
+        "“走吧！”", "他说。", "然后呢?", "没有标点"]
     assert processor.stats["documents"] == len(reviews)
     # The original drops every one-sentence document; here almost every review is used.
     assert len(instances) >= 0.9 * len(reviews)
