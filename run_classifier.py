@@ -41,61 +41,158 @@ import training
 FLAGS = flags.FLAGS
 
 # ----------------------------------------------------------------------------- flags
-# The original's flags.
-flags.DEFINE_string("data_dir", None, "Directory with the task's train/dev/test files.")
-flags.DEFINE_string("bert_config_file", None, "ALBERT config JSON (either style).")
-flags.DEFINE_string("task_name", None, "Task: " + ", ".join(sorted(classifier_data.PROCESSORS)))
-flags.DEFINE_string("vocab_file", None, "The vocab.txt of the model.")
-flags.DEFINE_string("output_dir", None, "Where checkpoints, results and predictions go.")
-flags.DEFINE_string(
-    "init_checkpoint",
-    None,
-    "Released checkpoint (brightmart or google style), a run_pretraining output directory, "
-    "or a fine-tuned classifier. Without it the model is trained from scratch (warned).",
-)
-flags.DEFINE_bool("do_lower_case", True, "Lower-case the input (True for the Chinese models).")
-flags.DEFINE_integer("max_seq_length", 128, "Maximum tokens per example, [CLS]/[SEP] included.")
-flags.DEFINE_bool("do_train", False, "Fine-tune on the train split.")
-flags.DEFINE_bool("do_eval", False, "Evaluate on the dev split (after every epoch when training).")
-flags.DEFINE_bool("do_predict", False, "Predict the test split (scored too when it is labelled).")
-flags.DEFINE_integer("train_batch_size", 32, "Global training batch size.")
-flags.DEFINE_integer("eval_batch_size", 8, "Evaluation batch size.")
-flags.DEFINE_integer("predict_batch_size", 8, "Prediction batch size.")
-flags.DEFINE_float("learning_rate", 5e-5, "Peak learning rate (AdamW).")
-flags.DEFINE_float("num_train_epochs", 3.0, "Training epochs (may be fractional).")
-flags.DEFINE_float("warmup_proportion", 0.1, "Fraction of the steps with linear warmup.")
-flags.DEFINE_integer("save_checkpoints_steps", 1000, "Save a checkpoint every this many steps.")
-flags.DEFINE_integer("iterations_per_loop", 1000, "Steps per tf.function call (upper bound).")
-# Additions.
-flags.DEFINE_string("style", None, "brightmart|google; default: from checkpoint, then config.")
-flags.DEFINE_integer("num_train_steps", None, "Train this many steps instead of epochs.")
-flags.DEFINE_enum("optimizer", "adamw", ["adamw", "lamb"], "Fine-tuning optimizer.")
-flags.DEFINE_float("weight_decay_rate", 0.01, "Decoupled weight decay (not LayerNorm/bias).")
-flags.DEFINE_float("hidden_dropout_prob", None, "Override the config's hidden dropout.")
-flags.DEFINE_float("attention_probs_dropout_prob", None, "Override the config's attention dropout.")
-flags.DEFINE_float("classifier_dropout", 0.1, "Dropout on the pooled output (the original: 0.1).")
-flags.DEFINE_bool("fixed_length", False, "Pad every batch to max_seq_length (static shapes).")
-flags.DEFINE_bool("strict", False, "Stop at the first malformed data row instead of skipping it.")
-flags.DEFINE_string("train_file", None, "Train file (default: the task's name in data_dir).")
-flags.DEFINE_string("dev_file", None, "Dev file (default: the task's name in data_dir).")
-flags.DEFINE_string("test_file", None, "Test file (default: the task's name in data_dir).")
-flags.DEFINE_list("labels", None, "Label set of the generic `tsv` task (default: from train).")
-flags.DEFINE_bool("eval_every_epoch", True, "With do_train+do_eval, evaluate after each epoch.")
-flags.DEFINE_integer("seed", 12345, "Seed of initialisation, shuffling and dropout.")
-flags.DEFINE_integer("keep_checkpoint_max", 5, "Step checkpoints kept (0 = all); best kept apart.")
-# Shared with run_pretraining.py (training.py): strategies and precision.
-flags.DEFINE_enum("strategy", "auto", list(training.STRATEGIES), "tf.distribute strategy.")
-flags.DEFINE_enum("precision", "fp32", list(training.PRECISIONS), "Compute precision.")
-flags.DEFINE_bool("use_xla", False, "XLA-compile the forward/backward pass.")
-flags.DEFINE_integer("gradient_accumulation_steps", 1, "Micro-batches per optimizer step.")
-flags.DEFINE_bool("use_tpu", False, "Train on a TPU (implies --fixed_length).")
-flags.DEFINE_string("tpu_name", None, "TPU name or grpc:// address.")
-flags.DEFINE_string("tpu_zone", None, "GCE zone of the TPU (optional).")
-flags.DEFINE_string("gcp_project", None, "GCP project of the TPU (optional).")
-flags.DEFINE_string("master", None, "Accepted for compatibility with the original; unused.")
-flags.DEFINE_integer("num_tpu_cores", 8, "Accepted for compatibility; TPUStrategy uses all.")
 
-flags.mark_flags_as_required(["task_name", "vocab_file", "bert_config_file", "output_dir"])
+
+def define_flags(flag_values=FLAGS):
+    """Define the flags (on import they are not: run_pretraining.py shares many names, and
+    tests define them on their own FlagValues)."""
+    fv = flag_values
+    # The original's flags.
+    flags.DEFINE_string(
+        "data_dir", None, "Directory with the task's train/dev/test files.", flag_values=fv
+    )
+    flags.DEFINE_string(
+        "bert_config_file", None, "ALBERT config JSON (either style).", flag_values=fv
+    )
+    flags.DEFINE_string(
+        "task_name", None, "Task: " + ", ".join(sorted(classifier_data.PROCESSORS)), flag_values=fv
+    )
+    flags.DEFINE_string("vocab_file", None, "The vocab.txt of the model.", flag_values=fv)
+    flags.DEFINE_string(
+        "output_dir", None, "Where checkpoints, results and predictions go.", flag_values=fv
+    )
+    flags.DEFINE_string(
+        "init_checkpoint",
+        None,
+        "Released checkpoint (brightmart or google style), a run_pretraining output directory, "
+        "or a fine-tuned classifier. Without it the model is trained from scratch (warned).",
+        flag_values=fv,
+    )
+    flags.DEFINE_bool(
+        "do_lower_case", True, "Lower-case the input (True for the Chinese models).", flag_values=fv
+    )
+    flags.DEFINE_integer(
+        "max_seq_length", 128, "Maximum tokens per example, [CLS]/[SEP] included.", flag_values=fv
+    )
+    flags.DEFINE_bool("do_train", False, "Fine-tune on the train split.", flag_values=fv)
+    flags.DEFINE_bool(
+        "do_eval",
+        False,
+        "Evaluate on the dev split (after every epoch when training).",
+        flag_values=fv,
+    )
+    flags.DEFINE_bool(
+        "do_predict",
+        False,
+        "Predict the test split (scored too when it is labelled).",
+        flag_values=fv,
+    )
+    flags.DEFINE_integer("train_batch_size", 32, "Global training batch size.", flag_values=fv)
+    flags.DEFINE_integer("eval_batch_size", 8, "Evaluation batch size.", flag_values=fv)
+    flags.DEFINE_integer("predict_batch_size", 8, "Prediction batch size.", flag_values=fv)
+    flags.DEFINE_float("learning_rate", 5e-5, "Peak learning rate (AdamW).", flag_values=fv)
+    flags.DEFINE_float(
+        "num_train_epochs", 3.0, "Training epochs (may be fractional).", flag_values=fv
+    )
+    flags.DEFINE_float(
+        "warmup_proportion", 0.1, "Fraction of the steps with linear warmup.", flag_values=fv
+    )
+    flags.DEFINE_integer(
+        "save_checkpoints_steps", 1000, "Save a checkpoint every this many steps.", flag_values=fv
+    )
+    flags.DEFINE_integer(
+        "iterations_per_loop", 1000, "Steps per tf.function call (upper bound).", flag_values=fv
+    )
+    # Additions.
+    flags.DEFINE_string(
+        "style", None, "brightmart|google; default: from checkpoint, then config.", flag_values=fv
+    )
+    flags.DEFINE_integer(
+        "num_train_steps", None, "Train this many steps instead of epochs.", flag_values=fv
+    )
+    flags.DEFINE_enum(
+        "optimizer", "adamw", ["adamw", "lamb"], "Fine-tuning optimizer.", flag_values=fv
+    )
+    flags.DEFINE_float(
+        "weight_decay_rate", 0.01, "Decoupled weight decay (not LayerNorm/bias).", flag_values=fv
+    )
+    flags.DEFINE_float(
+        "hidden_dropout_prob", None, "Override the config's hidden dropout.", flag_values=fv
+    )
+    flags.DEFINE_float(
+        "attention_probs_dropout_prob",
+        None,
+        "Override the config's attention dropout.",
+        flag_values=fv,
+    )
+    flags.DEFINE_float(
+        "classifier_dropout",
+        0.1,
+        "Dropout on the pooled output (the original: 0.1).",
+        flag_values=fv,
+    )
+    flags.DEFINE_bool(
+        "fixed_length", False, "Pad every batch to max_seq_length (static shapes).", flag_values=fv
+    )
+    flags.DEFINE_bool(
+        "strict",
+        False,
+        "Stop at the first malformed data row instead of skipping it.",
+        flag_values=fv,
+    )
+    flags.DEFINE_string(
+        "train_file", None, "Train file (default: the task's name in data_dir).", flag_values=fv
+    )
+    flags.DEFINE_string(
+        "dev_file", None, "Dev file (default: the task's name in data_dir).", flag_values=fv
+    )
+    flags.DEFINE_string(
+        "test_file", None, "Test file (default: the task's name in data_dir).", flag_values=fv
+    )
+    flags.DEFINE_list(
+        "labels", None, "Label set of the generic `tsv` task (default: from train).", flag_values=fv
+    )
+    flags.DEFINE_bool(
+        "eval_every_epoch",
+        True,
+        "With do_train+do_eval, evaluate after each epoch.",
+        flag_values=fv,
+    )
+    flags.DEFINE_integer(
+        "seed", 12345, "Seed of initialisation, shuffling and dropout.", flag_values=fv
+    )
+    flags.DEFINE_integer(
+        "keep_checkpoint_max",
+        5,
+        "Step checkpoints kept (0 = all); best kept apart.",
+        flag_values=fv,
+    )
+    # Shared with run_pretraining.py (training.py): strategies and precision.
+    flags.DEFINE_enum(
+        "strategy", "auto", list(training.STRATEGIES), "tf.distribute strategy.", flag_values=fv
+    )
+    flags.DEFINE_enum(
+        "precision", "fp32", list(training.PRECISIONS), "Compute precision.", flag_values=fv
+    )
+    flags.DEFINE_bool("use_xla", False, "XLA-compile the forward/backward pass.", flag_values=fv)
+    flags.DEFINE_integer(
+        "gradient_accumulation_steps", 1, "Micro-batches per optimizer step.", flag_values=fv
+    )
+    flags.DEFINE_bool("use_tpu", False, "Train on a TPU (implies --fixed_length).", flag_values=fv)
+    flags.DEFINE_string("tpu_name", None, "TPU name or grpc:// address.", flag_values=fv)
+    flags.DEFINE_string("tpu_zone", None, "GCE zone of the TPU (optional).", flag_values=fv)
+    flags.DEFINE_string("gcp_project", None, "GCP project of the TPU (optional).", flag_values=fv)
+    flags.DEFINE_string(
+        "master", None, "Accepted for compatibility with the original; unused.", flag_values=fv
+    )
+    flags.DEFINE_integer(
+        "num_tpu_cores", 8, "Accepted for compatibility; TPUStrategy uses all.", flag_values=fv
+    )
+
+    flags.mark_flags_as_required(
+        ["task_name", "vocab_file", "bert_config_file", "output_dir"], flag_values=fv
+    )
+
 
 BEST_CHECKPOINT = "model.ckpt-best"
 CONFIG_COPY = "albert_config.json"
@@ -359,17 +456,19 @@ def make_loss_fn(model):
     return loss_fn
 
 
-def make_train_dataset_fn(features, global_batch_size, num_replicas, trainer_step):
+def make_train_dataset_fn(
+    features, global_batch_size, num_replicas, trainer_step, max_seq_length, fixed_length, data_seed
+):
     """dataset_fn(input_context, seed) for Trainer.train: per-replica padded batches.
 
     The stream position comes from `trainer_step()` (the step training (re)starts at), and
-    epoch e is shuffled with --seed + e; the seed Trainer passes is therefore not needed.
+    epoch e is shuffled with `data_seed` + e; the seed Trainer passes is therefore not needed.
     With several input pipelines, pipeline p takes every p-th batch of the one stream.
+    Fixed padding also drops partial batches, so that every shape is static (TPU).
     """
-    drop_remainder = FLAGS.fixed_length  # static shapes: no partial batches either
 
     def dataset_fn(input_context=None, seed=None):
-        del seed  # the position, not a per-segment seed, decides the data (see above)
+        del seed  # the position, not a per-segment seed, decides the data
         pipelines = input_context.num_input_pipelines if input_context else 1
         pipeline_id = input_context.input_pipeline_id if input_context else 0
         per_replica = global_batch_size // num_replicas
@@ -379,10 +478,10 @@ def make_train_dataset_fn(features, global_batch_size, num_replicas, trainer_ste
             stream = classifier_data.training_batch_stream(
                 features.lengths,
                 per_replica,
-                FLAGS.seed,
+                data_seed,
                 start_batch=start_batch,
-                bucket=not FLAGS.fixed_length,
-                drop_remainder=drop_remainder,
+                bucket=not fixed_length,
+                drop_remainder=fixed_length,
             )
             for j, indices in enumerate(stream, start=start_batch):
                 if j % pipelines == pipeline_id:
@@ -391,9 +490,9 @@ def make_train_dataset_fn(features, global_batch_size, num_replicas, trainer_ste
         return classifier_data.make_dataset(
             features,
             batch_indices,
-            FLAGS.max_seq_length,
-            fixed_length=FLAGS.fixed_length,
-            batch_size=per_replica if drop_remainder else None,
+            max_seq_length,
+            fixed_length=fixed_length,
+            batch_size=per_replica if fixed_length else None,
         )
 
     return dataset_fn
@@ -504,7 +603,13 @@ def train(strategy, model, features, evaluate_dev):
         "fixed" if FLAGS.fixed_length else "dynamic (length-bucketed)",
     )
     dataset_fn = make_train_dataset_fn(
-        features, FLAGS.train_batch_size, replicas, lambda: trainer.global_step
+        features,
+        FLAGS.train_batch_size,
+        replicas,
+        lambda: trainer.global_step,
+        FLAGS.max_seq_length,
+        FLAGS.fixed_length,
+        FLAGS.seed,
     )
     for end_step in epoch_end_steps(num_train_steps, steps_per_epoch):
         if end_step <= trainer.global_step:
@@ -651,7 +756,8 @@ def main(argv):
     name = model_for_inference(model, trainer is not None)
     step = checkpoint_global_step(name) if name != "final weights" else trainer.global_step
     if FLAGS.do_eval:
-        if keeper.best is not None and name == BEST_CHECKPOINT:
+        if trainer is not None and keeper.best is not None and name == BEST_CHECKPOINT:
+            # Evaluated when it was saved (same weights, same dev set): no second pass.
             summary["dev"] = {"accuracy": keeper.best["accuracy"], "global_step": step}
         else:
             summary["dev"] = evaluate_dev(step, checkpoint_name=name)
@@ -679,4 +785,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     errors.run_main(main)
