@@ -35,6 +35,9 @@ flags.DEFINE_float("min_repeat_seconds", 1.0,
 flags.DEFINE_integer("threads", None, "CPU threads for TF (intra-op) and torch; default: all.")
 flags.DEFINE_list("modes", ["eager", "tf_function", "xla", "hf_torch"], "What to time.")
 flags.DEFINE_string("output_json", "/tmp/albert_bench/bench_inference.json", "Results file.")
+flags.DEFINE_bool("omp_passive", True,
+                  "Set OMP_WAIT_POLICY=PASSIVE for torch: on a shared/loaded machine OpenMP's "
+                  "spin-waiting threads made HF 30-70x slower at 2 threads (measured).")
 
 
 def configure_threads(threads):
@@ -169,6 +172,8 @@ def markdown_table(rows):
 
 def main(argv):
     del argv
+    if FLAGS.omp_passive:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read when torch loads OpenMP
     import tensorflow as tf
     import torch
     import transformers
@@ -184,6 +189,7 @@ def main(argv):
     result = {
         "command": " ".join(sys.argv),
         "threads": threads, "repeats": FLAGS.repeats,
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "min_repeat_seconds": FLAGS.min_repeat_seconds,
         "versions": {"tensorflow": tf.__version__, "torch": torch.__version__,
                      "transformers": transformers.__version__, "python": platform.python_version()},
