@@ -202,7 +202,7 @@ def hf_step_fn(args):
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
-        return float(out.loss)
+        return float(out.loss.detach())
 
     return step
 
@@ -302,8 +302,8 @@ def markdown(results):
     if "hf" in results:
         r = results["hf"]
         lines += [
-            f"| training throughput, batch {r['batch_size']} ({r['config']}) | examples/s |",
-            "|---|---|",
+            f"| training, batch {r['batch_size']} ({r['config']}) | padding | examples/s |",
+            "|---|---|---|",
         ]
         for name, row in r["rows"].items():
             lines.append(f"| {name} | {row['examples_per_second_median']:.1f} |")
