@@ -28,7 +28,6 @@ A dynamic-shape file accepts any sequence length up to max_position_embeddings; 
 fails in the interpreter (TFLite drops the model's length assertion), so truncate before calling.
 """
 
-import contextlib
 import json
 import os
 
@@ -135,30 +134,7 @@ def serving_function(model, head, seq_length=None, max_predictions=None):
             return head_outputs(model, head, input_ids, input_mask, segment_ids)
 
     specs = input_specs(head, seq_length, max_predictions)
-    with _builtin_mask_adder():
-        return tf.function(serve, input_signature=specs).get_concrete_function()
-
-
-@contextlib.contextmanager
-def _builtin_mask_adder():
-    """Trace with an attention mask built by expand_dims instead of `[:, newaxis, newaxis, :]`.
-
-    modeling.attention_mask_adder's double tf.newaxis becomes a StridedSlice with
-    new_axis_mask, for which TFLite has no builtin kernel once the shape is dynamic (the
-    converter then asks for the TF Select / Flex runtime, which phones rarely ship). The values
-    are identical; the original function is restored after tracing.
-    """
-    original = modeling.attention_mask_adder
-
-    def mask_adder(input_mask, dtype):
-        mask = tf.expand_dims(tf.expand_dims(tf.cast(input_mask, tf.float32), 1), 1)
-        return tf.cast((1.0 - mask) * -10000.0, dtype)
-
-    modeling.attention_mask_adder = mask_adder
-    try:
-        yield
-    finally:
-        modeling.attention_mask_adder = original
+    return tf.function(serve, input_signature=specs).get_concrete_function()
 
 
 # ----------------------------------------------------------------------------------------------

@@ -212,15 +212,18 @@ def dropout(x, rate, training):
 
 def dense(x, kernel, bias=None):
     """x[..., in] @ kernel[in, out] + bias, in x's dtype (variables are cast to it)."""
-    y = tf.matmul(x, tf.cast(kernel, x.dtype))
+    # A 2-D matmul is much faster than TF's broadcasting batch matmul of [B,S,in] @ [in,out].
+    in_width, out_width = kernel.shape
+    y = tf.matmul(tf.reshape(x, [-1, in_width]), tf.cast(kernel, x.dtype))
     if bias is not None:
-        y = y + tf.cast(bias, x.dtype)
-    return y
+        y = tf.nn.bias_add(y, tf.cast(bias, x.dtype))
+    return tf.reshape(y, tf.concat([tf.shape(x)[:-1], [out_width]], 0))
 
 
 def attention_mask_adder(input_mask, dtype):
     """[B, T] 1/0 mask -> additive [B, 1, 1, T] with -10000 on padding, as the originals."""
-    mask = tf.cast(input_mask, tf.float32)[:, tf.newaxis, tf.newaxis, :]
+    # expand_dims, not [:, None, None, :]: TFLite has no builtin strided slice with new axes.
+    mask = tf.expand_dims(tf.expand_dims(tf.cast(input_mask, tf.float32), 1), 1)
     return tf.cast((1.0 - mask) * -10000.0, dtype)
 
 

@@ -107,11 +107,11 @@ def test_fp32_dynamic_shape_matches_tf_at_several_shapes(saved_model, head, tmp_
         assert_close(runner(**inputs), expected, FP32_TOLERANCE)
 
 
+# Quantization and the command line do not depend on the style: one style each is enough.
+@pytest.mark.parametrize("saved_model", ["google"], indirect=True)
 @pytest.mark.parametrize("quantize", ["int8", "float16"])
 def test_quantized_files_are_smaller_and_stay_close(saved_model, quantize, tmp_path):
     style, config, prefix, pretraining, classifier, _ = saved_model
-    if style != "google":
-        pytest.skip("quantization does not depend on the style; one is enough")
     sizes = {}
     for mode in ("none", quantize):
         path = tmp_path / f"encoder_{mode}.tflite"
@@ -137,10 +137,9 @@ def test_quantized_files_are_smaller_and_stay_close(saved_model, quantize, tmp_p
     assert_close(export_tflite.load_runner(path)(**inputs), expected, 0.02)
 
 
+@pytest.mark.parametrize("saved_model", ["google"], indirect=True)
 def test_missing_head_is_an_error(saved_model, tmp_path):
     style, config, prefix, pretraining, _, _ = saved_model
-    if style != "google":
-        pytest.skip("style-independent")
     encoder_only = modeling.save_checkpoint(dict(pretraining.encoder.named_variables()),
                                             str(tmp_path / "encoder.ckpt"))
     for head in ("classifier", "pretraining"):
@@ -166,10 +165,9 @@ def test_missing_checkpoint_is_an_error(saved_model, tmp_path):
                                     str(tmp_path / "x.tflite"), max_seq_length=16)
 
 
+@pytest.mark.parametrize("saved_model", ["google"], indirect=True)
 def test_cli_too_long_sequence_exits_2_with_one_line(saved_model, tmp_path):
     style, config, prefix, _, _, config_file = saved_model
-    if style != "google":
-        pytest.skip("style-independent")
     result = run_cli("--albert_config_file", str(config_file), "--init_checkpoint", prefix,
                      "--output_file", str(tmp_path / "x.tflite"), "--max_seq_length", "41")
     assert result.returncode == 2
@@ -180,10 +178,9 @@ def test_cli_too_long_sequence_exits_2_with_one_line(saved_model, tmp_path):
     assert not (tmp_path / "x.tflite").exists()
 
 
+@pytest.mark.parametrize("saved_model", ["brightmart"], indirect=True)
 def test_cli_writes_file_and_reports_signature(saved_model, tmp_path):
     style, config, prefix, _, _, config_file = saved_model
-    if style != "brightmart":
-        pytest.skip("one style is enough for the command line")
     output = tmp_path / "clf.tflite"
     result = run_cli("--albert_config_file", str(config_file), "--init_checkpoint", prefix,
                      "--output_file", str(output), "--head", "classifier",
