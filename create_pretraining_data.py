@@ -59,43 +59,6 @@ import tokenization
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_string("input_file", None, "Input text files: a comma list; each item may be a glob.")
-flags.DEFINE_string(
-    "output_file", None, "Output TFRecord files (comma list); instances are dealt round-robin."
-)
-flags.DEFINE_string("vocab_file", None, "The vocab.txt the model was trained with.")
-flags.DEFINE_bool("do_lower_case", True, "Lower-case the input (and strip accents).")
-flags.DEFINE_bool("do_whole_word_mask", False, "Mask whole words (jieba words for Chinese).")
-flags.DEFINE_integer("max_seq_length", 128, "Maximum sequence length, [CLS] and [SEP]s included.")
-flags.DEFINE_integer("max_predictions_per_seq", 20, "Maximum number of masked tokens per sequence.")
-flags.DEFINE_integer("random_seed", 12345, "Random seed for data generation.")
-flags.DEFINE_integer("dupe_factor", 10, "Number of times to mask each document differently.")
-flags.DEFINE_float("masked_lm_prob", 0.15, "Fraction of tokens to mask.")
-flags.DEFINE_float("short_seq_prob", 0.1, "Probability of a shorter than maximum target length.")
-flags.DEFINE_bool(
-    "non_chinese", False, "Not Chinese: words are WordPiece words ('##' pieces), no jieba."
-)
-flags.DEFINE_integer(
-    "ngram", 1, "Mask n-grams of up to this many whole words (p ~ 1/n); 1 = the original."
-)
-flags.DEFINE_integer("num_workers", 0, "Worker processes; 0 = one per CPU core.")
-flags.DEFINE_integer(
-    "output_shards", 1, "Split every output file into this many shards (name-0000K-of-0000N)."
-)
-flags.DEFINE_bool(
-    "one_document_per_line", False,
-    "Each line is a document (split into sentences at 。！？!?) instead of blank-line breaks.",
-)
-flags.DEFINE_bool(
-    "original_wwm_labels", False,
-    "Label non-initial characters of a Chinese word with their '##X' ids, as brightmart's "
-    "generator did (only to continue a checkpoint pretrained on such labels).",
-)
-flags.DEFINE_integer(
-    "block_chars", 200_000,
-    "Characters per work block. The output depends on it (not on num_workers).",
-)
-
 CLS, SEP, MASK = "[CLS]", "[SEP]", "[MASK]"
 
 # Documents longer than this are cut into consecutive pieces so one huge "document" (a file
@@ -849,6 +812,47 @@ def generate(config, input_files, output_files, num_workers=1, block_chars=200_0
     return summary
 
 
+def define_flags():
+    """The command-line flags (defined only when run as a script, so importing this module
+    next to run_pretraining.py, which has flags of the same names, is fine)."""
+    flags.DEFINE_string("input_file", None, "Input text files: a comma list; each item may be a glob.")
+    flags.DEFINE_string(
+        "output_file", None, "Output TFRecord files (comma list); instances are dealt round-robin."
+)
+    flags.DEFINE_string("vocab_file", None, "The vocab.txt the model was trained with.")
+    flags.DEFINE_bool("do_lower_case", True, "Lower-case the input (and strip accents).")
+    flags.DEFINE_bool("do_whole_word_mask", False, "Mask whole words (jieba words for Chinese).")
+    flags.DEFINE_integer("max_seq_length", 128, "Maximum sequence length, [CLS] and [SEP]s included.")
+    flags.DEFINE_integer("max_predictions_per_seq", 20, "Maximum number of masked tokens per sequence.")
+    flags.DEFINE_integer("random_seed", 12345, "Random seed for data generation.")
+    flags.DEFINE_integer("dupe_factor", 10, "Number of times to mask each document differently.")
+    flags.DEFINE_float("masked_lm_prob", 0.15, "Fraction of tokens to mask.")
+    flags.DEFINE_float("short_seq_prob", 0.1, "Probability of a shorter than maximum target length.")
+    flags.DEFINE_bool(
+        "non_chinese", False, "Not Chinese: words are WordPiece words ('##' pieces), no jieba."
+)
+    flags.DEFINE_integer(
+        "ngram", 1, "Mask n-grams of up to this many whole words (p ~ 1/n); 1 = the original."
+)
+    flags.DEFINE_integer("num_workers", 0, "Worker processes; 0 = one per CPU core.")
+    flags.DEFINE_integer(
+        "output_shards", 1, "Split every output file into this many shards (name-0000K-of-0000N)."
+)
+    flags.DEFINE_bool(
+        "one_document_per_line", False,
+        "Each line is a document (split into sentences at 。！？!?) instead of blank-line breaks.",
+)
+    flags.DEFINE_bool(
+        "original_wwm_labels", False,
+        "Label non-initial characters of a Chinese word with their '##X' ids, as brightmart's "
+        "generator did (only to continue a checkpoint pretrained on such labels).",
+)
+    flags.DEFINE_integer(
+        "block_chars", 200_000,
+        "Characters per work block. The output depends on it (not on num_workers).",
+)
+
+
 def main(_):
     logging.set_verbosity(logging.INFO)
     for name in ("input_file", "output_file", "vocab_file"):
@@ -882,4 +886,5 @@ def main(_):
 
 
 if __name__ == "__main__":
+    define_flags()
     errors.run_main(main)

@@ -29,47 +29,6 @@ from errors import AlbertError
 
 FLAGS = flags.FLAGS
 
-# -- the originals' flags ----------------------------------------------------------------------
-flags.DEFINE_string("bert_config_file", None, "ALBERT config JSON (either style).")
-flags.DEFINE_string("albert_config_file", None, "Alias of --bert_config_file (Google's name).")
-flags.DEFINE_string("input_file", None, "TFRecord files: comma-separated list and/or globs.")
-flags.DEFINE_string("eval_input_file", None, "TFRecords for --do_eval (default: --input_file).")
-flags.DEFINE_string("output_dir", None, "Where checkpoints, logs and eval results go.")
-flags.DEFINE_string("init_checkpoint", None,
-                    "Released checkpoint (either style) to start from; slots are ignored.")
-flags.DEFINE_integer("max_seq_length", 128, "Sequence length of the TFRecords.")
-flags.DEFINE_integer("max_predictions_per_seq", 20, "Masked positions per sequence (P).")
-flags.DEFINE_bool("do_train", False, "Run training.")
-flags.DEFINE_bool("do_eval", False, "Evaluate the final (or latest) checkpoint.")
-flags.DEFINE_integer("train_batch_size", 32, "Global training batch size.")
-flags.DEFINE_integer("eval_batch_size", 8, "Global eval batch size.")
-flags.DEFINE_float("learning_rate", 5e-5, "Peak learning rate.")
-flags.DEFINE_integer("num_train_steps", 100000, "Training steps.")
-flags.DEFINE_integer("num_warmup_steps", 10000, "Linear warmup steps.")
-flags.DEFINE_integer("save_checkpoints_steps", 1000, "Checkpoint every this many steps.")
-flags.DEFINE_integer("iterations_per_loop", 1000, "Steps per compiled device loop.")
-flags.DEFINE_integer("max_eval_steps", 100, "Maximum eval batches.")
-flags.DEFINE_integer("keep_checkpoint_max", 20, "Checkpoints kept (0 = all); albert_zh kept 20.")
-flags.DEFINE_enum("optimizer", "lamb", ["lamb", "adamw"], "Optimizer.")
-flags.DEFINE_float("poly_power", 1.0, "Power of the polynomial learning-rate decay.")
-flags.DEFINE_bool("use_tpu", False, "Train on a TPU (TPUClusterResolver + TPUStrategy).")
-flags.DEFINE_string("tpu_name", None, "TPU name or grpc:// address.")
-flags.DEFINE_string("tpu_zone", None, "GCE zone of the TPU (optional).")
-flags.DEFINE_string("gcp_project", None, "GCP project of the TPU (optional).")
-flags.DEFINE_integer("num_tpu_cores", 8, "TPU cores (TPUStrategy uses all cores it finds).")
-# -- additions -----------------------------------------------------------------------------------
-flags.DEFINE_enum("strategy", "auto", list(training.STRATEGIES), "tf.distribute strategy.")
-flags.DEFINE_enum("precision", "fp32", list(training.PRECISIONS),
-                  "Compute dtype: bf16 on CPU/TPU, fp16 (with loss scaling) on GPU.")
-flags.DEFINE_bool("use_xla", False, "XLA-compile the forward/backward pass.")
-flags.DEFINE_integer("gradient_accumulation_steps", 1,
-                     "Split each replica's batch into this many micro-batches (same result, "
-                     "less memory).")
-flags.DEFINE_enum("style", None, list(modeling.STYLES),
-                  "Model style (default: from --init_checkpoint, else the config).")
-flags.DEFINE_integer("seed", 12345, "Seed of the data order (and of fresh weights).")
-
-
 # ----------------------------------------------------------------------------------------------
 # Input.
 # ----------------------------------------------------------------------------------------------
@@ -168,6 +127,50 @@ def validate_flags():
     return config_file
 
 
+def define_flags():
+    """The command-line flags (defined only when run as a script, so modules with flags of
+    the same names can be imported together, e.g. by the tests)."""
+    # -- the originals' flags --------------------------------------------------------------------
+    flags.DEFINE_string("bert_config_file", None, "ALBERT config JSON (either style).")
+    flags.DEFINE_string("albert_config_file", None, "Alias of --bert_config_file (Google's name).")
+    flags.DEFINE_string("input_file", None, "TFRecord files: comma-separated list and/or globs.")
+    flags.DEFINE_string("eval_input_file", None, "TFRecords for --do_eval (default: --input_file).")
+    flags.DEFINE_string("output_dir", None, "Where checkpoints, logs and eval results go.")
+    flags.DEFINE_string("init_checkpoint", None,
+                        "Released checkpoint (either style) to start from; slots are ignored.")
+    flags.DEFINE_integer("max_seq_length", 128, "Sequence length of the TFRecords.")
+    flags.DEFINE_integer("max_predictions_per_seq", 20, "Masked positions per sequence (P).")
+    flags.DEFINE_bool("do_train", False, "Run training.")
+    flags.DEFINE_bool("do_eval", False, "Evaluate the final (or latest) checkpoint.")
+    flags.DEFINE_integer("train_batch_size", 32, "Global training batch size.")
+    flags.DEFINE_integer("eval_batch_size", 8, "Global eval batch size.")
+    flags.DEFINE_float("learning_rate", 5e-5, "Peak learning rate.")
+    flags.DEFINE_integer("num_train_steps", 100000, "Training steps.")
+    flags.DEFINE_integer("num_warmup_steps", 10000, "Linear warmup steps.")
+    flags.DEFINE_integer("save_checkpoints_steps", 1000, "Checkpoint every this many steps.")
+    flags.DEFINE_integer("iterations_per_loop", 1000, "Steps per compiled device loop.")
+    flags.DEFINE_integer("max_eval_steps", 100, "Maximum eval batches.")
+    flags.DEFINE_integer("keep_checkpoint_max", 20, "Checkpoints kept (0 = all); albert_zh kept 20.")
+    flags.DEFINE_enum("optimizer", "lamb", ["lamb", "adamw"], "Optimizer.")
+    flags.DEFINE_float("poly_power", 1.0, "Power of the polynomial learning-rate decay.")
+    flags.DEFINE_bool("use_tpu", False, "Train on a TPU (TPUClusterResolver + TPUStrategy).")
+    flags.DEFINE_string("tpu_name", None, "TPU name or grpc:// address.")
+    flags.DEFINE_string("tpu_zone", None, "GCE zone of the TPU (optional).")
+    flags.DEFINE_string("gcp_project", None, "GCP project of the TPU (optional).")
+    flags.DEFINE_integer("num_tpu_cores", 8, "TPU cores (TPUStrategy uses all cores it finds).")
+    # -- additions -------------------------------------------------------------------------------
+    flags.DEFINE_enum("strategy", "auto", list(training.STRATEGIES), "tf.distribute strategy.")
+    flags.DEFINE_enum("precision", "fp32", list(training.PRECISIONS),
+                      "Compute dtype: bf16 on CPU/TPU, fp16 (with loss scaling) on GPU.")
+    flags.DEFINE_bool("use_xla", False, "XLA-compile the forward/backward pass.")
+    flags.DEFINE_integer("gradient_accumulation_steps", 1,
+                         "Split each replica's batch into this many micro-batches (same result, "
+                         "less memory).")
+    flags.DEFINE_enum("style", None, list(modeling.STYLES),
+                      "Model style (default: from --init_checkpoint, else the config).")
+    flags.DEFINE_integer("seed", 12345, "Seed of the data order (and of fresh weights).")
+
+
 def main(_):
     config_file = validate_flags()
     # The strategy first: multi-worker and TPU runtimes must be set up before other TF ops.
@@ -228,4 +231,5 @@ def main(_):
 
 
 if __name__ == "__main__":
+    define_flags()
     errors.run_main(main)

@@ -29,16 +29,6 @@ import tokenization
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_string("model_dir", None, "A run_classifier.py --output_dir (fine-tuned model).")
-flags.DEFINE_string("init_checkpoint", None, "Fine-tuned classifier checkpoint (or model_dir's).")
-flags.DEFINE_string("bert_config_file", None, "Config JSON (default: model_dir's copy).")
-flags.DEFINE_string("vocab_file", None, "vocab.txt (default: model_dir's copy).")
-flags.DEFINE_string("tflite_file", None, "Score with this TFLite classifier instead.")
-flags.DEFINE_string("input_file", None, "TSV of text_a<TAB>text_b[<TAB>label] pairs.")
-flags.DEFINE_integer("max_seq_length", None, "Tokens per pair (default: as fine-tuned, or 128).")
-flags.DEFINE_bool("do_lower_case", True, "Lower-case the input (as the Chinese models).")
-flags.DEFINE_integer("batch_size", 32, "Pairs per model call (checkpoint models).")
-flags.DEFINE_string("style", None, "brightmart|google (default: from the checkpoint).")
 
 INFO_FILE = "classifier_info.json"  # written by run_classifier.py
 SAME_LABEL = "1"
@@ -266,6 +256,21 @@ def interactive_pairs():
             yield (fields[0].strip(), fields[1].strip(), None)
 
 
+def define_flags():
+    """The command-line flags (defined only when run as a script, so modules with flags of
+    the same names can be imported together, e.g. by the tests)."""
+    flags.DEFINE_string("model_dir", None, "A run_classifier.py --output_dir (fine-tuned model).")
+    flags.DEFINE_string("init_checkpoint", None, "Fine-tuned classifier checkpoint (or model_dir's).")
+    flags.DEFINE_string("bert_config_file", None, "Config JSON (default: model_dir's copy).")
+    flags.DEFINE_string("vocab_file", None, "vocab.txt (default: model_dir's copy).")
+    flags.DEFINE_string("tflite_file", None, "Score with this TFLite classifier instead.")
+    flags.DEFINE_string("input_file", None, "TSV of text_a<TAB>text_b[<TAB>label] pairs.")
+    flags.DEFINE_integer("max_seq_length", None, "Tokens per pair (default: as fine-tuned, or 128).")
+    flags.DEFINE_bool("do_lower_case", True, "Lower-case the input (as the Chinese models).")
+    flags.DEFINE_integer("batch_size", 32, "Pairs per model call (checkpoint models).")
+    flags.DEFINE_string("style", None, "brightmart|google (default: from the checkpoint).")
+
+
 def main(argv):
     info = load_model_dir_info()
     scorer, tokenizer, max_seq_length, same_index = build_scorer(info)
@@ -294,4 +299,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     errors.run_main(main)

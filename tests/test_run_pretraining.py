@@ -94,15 +94,15 @@ def test_two_workers_multi_worker_mirrored_agree(data, tmp_path):
             env=dict(ENV, TF_CONFIG=json.dumps(tf_config)), stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE, text=True))
     logs = []
-    for proc in procs:
-        try:
+    try:
+        for proc in procs:
             _, err = proc.communicate(timeout=300)
-        finally:
-            for p in procs:
-                if p.poll() is None:
-                    p.kill()
-        assert proc.returncode == 0, err[-3000:]
-        logs.append(err)
+            assert proc.returncode == 0, err[-3000:]
+            logs.append(err)
+    finally:  # only a failed or hung worker leaves the other one running
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
     fingerprints = [line.split("weights fingerprint ")[1] for log in logs
                     for line in log.splitlines() if "weights fingerprint" in line]
     assert len(fingerprints) == 2 and fingerprints[0] == fingerprints[1]
@@ -115,6 +115,8 @@ def test_two_workers_multi_worker_mirrored_agree(data, tmp_path):
 
 
 def run_in_process(argv):
+    if "bert_config_file" not in flags.FLAGS:   # flags are defined only when run as a script
+        run_pretraining.define_flags()
     flags.FLAGS.unparse_flags()
     flags.FLAGS(["run_pretraining.py", *argv])
     try:
