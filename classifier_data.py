@@ -118,6 +118,18 @@ def read_lines(path):
             yield index + 1, None
 
 
+def data_rows(path, report):
+    """Yield (line_number, text) of the non-blank, decodable lines of `path`; lines with
+    invalid UTF-8 are reported as bad rows and blank lines counted as skipped."""
+    for line_number, text in read_lines(path):
+        if text is None:
+            report.bad_row(line_number, "invalid UTF-8", "<undecodable bytes>")
+        elif not text.strip():
+            report.skip("blank lines")
+        else:
+            yield line_number, text
+
+
 # ----------------------------------------------------------------------------- processors
 
 
@@ -185,13 +197,7 @@ class TsvProcessor(DataProcessor):
         labels = set(self.get_labels())
         unlabelled_columns = tuple(c for c in self.columns if c != "label")
         examples = []
-        for line_number, text in read_lines(path):
-            if text is None:
-                report.bad_row(line_number, "invalid UTF-8", "<undecodable bytes>")
-                continue
-            if not text.strip():
-                report.skip("blank lines")
-                continue
+        for line_number, text in data_rows(path, report):
             fields = text.split("\t")
             if len(fields) == len(self.columns):
                 row = dict(zip(self.columns, fields, strict=True))
@@ -314,13 +320,7 @@ class OcnliProcessor(DataProcessor):
     def _read(self, path, split, report):
         labels = set(self.get_labels())
         examples = []
-        for line_number, text in read_lines(path):
-            if text is None:
-                report.bad_row(line_number, "invalid UTF-8", "<undecodable bytes>")
-                continue
-            if not text.strip():
-                report.skip("blank lines")
-                continue
+        for line_number, text in data_rows(path, report):
             try:
                 row = json.loads(text)
                 text_a = str(row["sentence1"]).strip()

@@ -74,8 +74,7 @@ latest_pretraining_output() {
 import glob, os, sys
 import tensorflow as tf
 candidates = [sys.argv[1]] if sys.argv[1] else (
-    glob.glob("output*/**/checkpoint", recursive=True) + glob.glob("runs/**/checkpoint", recursive=True)
-    + glob.glob("/tmp/albert_tiny_pretrain/checkpoint"))
+    glob.glob("output*/**/checkpoint", recursive=True) + glob.glob("runs/**/checkpoint", recursive=True))
 found = []
 for state in candidates:
     directory = state if os.path.isdir(state) else os.path.dirname(state)

@@ -15,6 +15,7 @@ Re-running the same command after an interruption (even kill -9) resumes from th
 complete checkpoint in output_dir with the same weights, optimizer slots, step and data order.
 """
 
+import json
 import os
 
 import numpy as np
@@ -28,6 +29,8 @@ import training
 from errors import AlbertError
 
 FLAGS = flags.FLAGS
+
+CONFIG_COPY = "albert_config.json"  # written into output_dir
 
 # ----------------------------------------------------------------------------------------------
 # Input.
@@ -93,6 +96,33 @@ def make_loss_fns(model):
     return loss_fn, loss_weights_fn
 
 
+def make_evaluator(trainer, input_files):
+    """evaluate() -> results on the eval data at the current step, written to output_dir:
+    `eval_results.txt` (the latest, in the originals' format) and one JSON line per evaluation
+    in `eval_log.jsonl` (for plot_pretraining.py). A step already evaluated is not redone."""
+    eval_files = (training.expand_input_files(FLAGS.eval_input_file, "eval_input_file")
+                  if FLAGS.eval_input_file else input_files)
+    several_workers = training._tf_config_task_count() > 1
+    eval_fn = input_fn_builder(eval_files, FLAGS.eval_batch_size, False, FLAGS.seed,
+                               repeat_eval=several_workers or FLAGS.use_tpu)
+    done = {}
+
+    def evaluate():
+        if trainer.global_step in done:
+            return done[trainer.global_step]
+        results = trainer.evaluate(eval_fn, max_steps=FLAGS.max_eval_steps)
+        done[trainer.global_step] = results
+        if trainer.is_chief:
+            path = os.path.join(FLAGS.output_dir, "eval_results.txt")
+            training.write_eval_results(path, results, header="***** Eval results *****")
+            with tf.io.gfile.GFile(os.path.join(FLAGS.output_dir, "eval_log.jsonl"), "a") as f:
+                f.write(json.dumps(results) + "\n")
+            logging.info("wrote %s", path)
+        return results
+
+    return evaluate
+
+
 def weights_fingerprint(model):
     """A checksum of all weights (multi-worker runs log it so workers can be compared)."""
     return float(sum(np.abs(v.numpy()).astype(np.float64).sum()
@@ -141,7 +171,8 @@ def define_flags():
     flags.DEFINE_integer("max_seq_length", 128, "Sequence length of the TFRecords.")
     flags.DEFINE_integer("max_predictions_per_seq", 20, "Masked positions per sequence (P).")
     flags.DEFINE_bool("do_train", False, "Run training.")
-    flags.DEFINE_bool("do_eval", False, "Evaluate the final (or latest) checkpoint.")
+    flags.DEFINE_bool("do_eval", False, "Evaluate the final (or latest) checkpoint, and with "
+                      "--do_train every checkpoint on the way.")
     flags.DEFINE_integer("train_batch_size", 32, "Global training batch size.")
     flags.DEFINE_integer("eval_batch_size", 8, "Global eval batch size.")
     flags.DEFINE_float("learning_rate", 5e-5, "Peak learning rate.")
@@ -169,6 +200,9 @@ def define_flags():
     flags.DEFINE_enum("style", None, list(modeling.STYLES),
                       "Model style (default: from --init_checkpoint, else the config).")
     flags.DEFINE_integer("seed", 12345, "Seed of the data order (and of fresh weights).")
+    flags.DEFINE_bool("eval_every_checkpoint", True,
+                      "With --do_train --do_eval, evaluate after every checkpoint (as Google's "
+                      "eval job does), not only at the end.")
 
 
 def main(_):
@@ -201,7 +235,14 @@ def main(_):
         gradient_accumulation_steps=FLAGS.gradient_accumulation_steps,
         keep_checkpoint_max=FLAGS.keep_checkpoint_max)
     trainer.restore_or_initialize(FLAGS.init_checkpoint)
+    if trainer.is_chief:
+        # Like a released model zip, output_dir holds the config its checkpoints belong to
+        # (run_classifier_lcqmc.sh and the export tools pick it up from there).
+        tf.io.gfile.makedirs(FLAGS.output_dir)
+        with tf.io.gfile.GFile(os.path.join(FLAGS.output_dir, CONFIG_COPY), "w") as f:
+            f.write(config.replace(style=style).to_json_string())
 
+    evaluate = make_evaluator(trainer, input_files) if FLAGS.do_eval else None
     if FLAGS.do_train:
         dataset_fn = input_fn_builder(input_files, FLAGS.train_batch_size, True, FLAGS.seed)
         logging.info("training %s-style model from step %d to %d, global batch %d on %d "
@@ -210,24 +251,16 @@ def main(_):
                      ", XLA" if FLAGS.use_xla else "")
         trainer.train(dataset_fn, FLAGS.num_train_steps, FLAGS.train_batch_size,
                       iterations_per_loop=FLAGS.iterations_per_loop,
-                      save_checkpoints_steps=FLAGS.save_checkpoints_steps, seed=FLAGS.seed)
+                      save_checkpoints_steps=FLAGS.save_checkpoints_steps, seed=FLAGS.seed,
+                      after_checkpoint=evaluate if FLAGS.eval_every_checkpoint else None)
         if trainer.is_chief and (trainer.global_step == 0 or not training.latest_checkpoint(
                 FLAGS.output_dir)):
             trainer.save_checkpoint()
     logging.info("weights fingerprint %.10e at step %d", weights_fingerprint(model),
                  trainer.global_step)
 
-    if FLAGS.do_eval:
-        eval_files = (training.expand_input_files(FLAGS.eval_input_file, "eval_input_file")
-                      if FLAGS.eval_input_file else input_files)
-        several_workers = training._tf_config_task_count() > 1
-        eval_fn = input_fn_builder(eval_files, FLAGS.eval_batch_size, False, FLAGS.seed,
-                                   repeat_eval=several_workers or FLAGS.use_tpu)
-        results = trainer.evaluate(eval_fn, max_steps=FLAGS.max_eval_steps)
-        if trainer.is_chief:
-            path = os.path.join(FLAGS.output_dir, "eval_results.txt")
-            training.write_eval_results(path, results, header="***** Eval results *****")
-            logging.info("wrote %s", path)
+    if evaluate is not None:
+        evaluate()
 
 
 if __name__ == "__main__":

@@ -609,12 +609,13 @@ class Trainer:
         return losses.numpy(), {k: (float(v[0]), float(v[1])) for k, v in metrics.items()}
 
     def train(self, dataset_fn, num_train_steps, global_batch_size, iterations_per_loop=1000,
-              save_checkpoints_steps=1000, seed=12345):
+              save_checkpoints_steps=1000, seed=12345, after_checkpoint=None):
         """Run from self.global_step to num_train_steps; checkpoint every save_checkpoints_steps.
 
         dataset_fn(input_context, seed) must yield per-replica batches of
         global_batch_size / num_replicas (make_dataset_fn does); each replica's batch is split
-        into gradient_accumulation_steps micro-batches. Returns self.history.
+        into gradient_accumulation_steps micro-batches. `after_checkpoint()`, if given, runs
+        on every worker after each checkpoint (e.g. an evaluation). Returns self.history.
         """
         replicas = self.strategy.num_replicas_in_sync
         if global_batch_size % (replicas * self.accumulation):
@@ -647,6 +648,8 @@ class Trainer:
                                num_train_steps)
             if save_every or self.global_step >= num_train_steps:
                 self.save_checkpoint()
+                if after_checkpoint is not None:
+                    after_checkpoint()
         return self.history
 
     # -- evaluation ---------------------------------------------------------------------------

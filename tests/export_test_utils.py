@@ -5,10 +5,14 @@ so a transposed kernel, a swapped LayerNorm or a missing bias changes the output
 """
 
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 
 import modeling
+from tests.conftest import REPO_ROOT
 
 VOCAB_SIZE = 21128  # the real albert_zh vocab, so the converter can ship vocab.txt with it
 
@@ -245,3 +249,25 @@ def numpy_brightmart_pretraining(w, config, ids, mask, segments, positions):
     sop = (pooled @ w["cls/seq_relationship/output_weights"].T
            + w["cls/seq_relationship/output_bias"])
     return log_probs, sop
+
+
+def run_clis(argv_lists):
+    """Run several CLI invocations concurrently (each pays the TF import); return
+    (exit code, stdout, stderr) of each."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    processes = [subprocess.Popen([sys.executable, *argv], cwd=REPO_ROOT, env=env, text=True,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                 for argv in argv_lists]
+    return [(p.wait(timeout=300), p.stdout.read(), p.stderr.read()) for p in processes]
+
+
+def assert_one_line_error(result, *fragments):
+    """A user mistake: exit status 2 and exactly one `error:` line (no traceback) holding
+    every fragment."""
+    code, _, stderr = result
+    assert code == 2, stderr
+    assert "Traceback" not in stderr, stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, stderr
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]

@@ -6,8 +6,6 @@ HF parity of the other layouts is in test_hf_parity.py.
 """
 
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -151,25 +149,6 @@ def test_sequence_longer_than_max_position_embeddings_fails_clearly(exported):
         _call(case["loaded"].signatures["serving_default"], ids, mask, segments)
 
 
-def _run_clis(argv_lists):
-    """Run several CLI invocations concurrently (each pays the TF import); return results."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    processes = [subprocess.Popen([sys.executable, *argv], cwd=REPO_ROOT, env=env, text=True,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-                 for argv in argv_lists]
-    return [(p.wait(timeout=300), p.stdout.read(), p.stderr.read()) for p in processes]
-
-
-def assert_one_line_error(result, *fragments):
-    code, _, stderr = result
-    assert code == 2, stderr
-    assert "Traceback" not in stderr, stderr
-    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, stderr
-    for fragment in fragments:
-        assert fragment in errors[0], errors[0]
-
-
 def test_cli_exports_and_reports_bad_inputs(tmp_path):
     config = u.small_config("google", num_hidden_groups=2)
     good = tmp_path / "good"
@@ -181,7 +160,7 @@ def test_cli_exports_and_reports_bad_inputs(tmp_path):
     data_file = bad_ckpt + ".data-00000-of-00001"
     os.truncate(data_file, os.path.getsize(data_file) // 2)
     script = "export_savedmodel.py"
-    results = _run_clis([
+    results = u.run_clis([
         [script, "--bert_config_file", config_path, "--init_checkpoint", ckpt,
          "--export_dir", str(tmp_path / "sm"), "--style", "google"],
         [script, "--albert_config_file", config_path, "--init_checkpoint",
@@ -194,9 +173,9 @@ def test_cli_exports_and_reports_bad_inputs(tmp_path):
     code, stdout, stderr = results[0]
     assert code == 0, stderr
     assert '"signatures": ["pretraining", "serving_default"]' in stdout
-    assert_one_line_error(results[1], "checkpoint not found", "missing.ckpt.index")
-    assert_one_line_error(results[2], "truncated or corrupt")
-    assert_one_line_error(results[3], "does not match the model", "hidden_size=312")
+    u.assert_one_line_error(results[1], "checkpoint not found", "missing.ckpt.index")
+    u.assert_one_line_error(results[2], "truncated or corrupt")
+    u.assert_one_line_error(results[3], "does not match the model", "hidden_size=312")
     for failed in ("sm1", "sm2", "sm3"):
         assert not (tmp_path / failed).exists()
 

@@ -7,7 +7,6 @@ two-segment inputs. Brightmart pre-LN has no HF equivalent: the converter must r
 """
 
 import os
-import subprocess
 import sys
 
 import numpy as np
@@ -230,25 +229,6 @@ def test_missing_torch_is_a_clear_error(monkeypatch):
         converter._import_torch_stack()
 
 
-def _run_clis(argv_lists):
-    """Run several CLI invocations concurrently (each pays the TF import); return results."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    processes = [subprocess.Popen([sys.executable, *argv], cwd=REPO_ROOT, env=env, text=True,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-                 for argv in argv_lists]
-    return [(p.wait(timeout=300), p.stdout.read(), p.stderr.read()) for p in processes]
-
-
-def assert_one_line_error(result, *fragments):
-    code, _, stderr = result
-    assert code == 2, stderr
-    assert "Traceback" not in stderr, stderr
-    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, stderr
-    for fragment in fragments:
-        assert fragment in errors[0], errors[0]
-
-
 def test_converter_cli_bad_inputs(converted, tmp_path):
     """Each user mistake ends the CLI with exit 2 and one `error:` line (run concurrently)."""
     case = converted("google_classifier")
@@ -259,7 +239,7 @@ def test_converter_cli_bad_inputs(converted, tmp_path):
 
     script = "convert_albert_tf_checkpoint_to_pytorch.py"
     out = ["--output_dir", str(tmp_path / "out")]
-    results = _run_clis([
+    results = u.run_clis([
         [script, "--tf_checkpoint_path", str(tmp_path / "missing.ckpt"),
          "--albert_config_file", case["config_path"], *out],
         [script, "--tf_checkpoint_path", case["ckpt"], "--bert_config_file", case["config_path"],
@@ -267,9 +247,9 @@ def test_converter_cli_bad_inputs(converted, tmp_path):
         [script, "--tf_checkpoint_path", preln_ckpt, "--albert_config_file", preln_config_path,
          *out],
     ])
-    assert_one_line_error(results[0], "checkpoint not found", "missing.ckpt.index")
-    assert_one_line_error(results[1], "has 5 tokens", "vocab_size is 21128")
-    assert_one_line_error(results[2], "post-LN only")
+    u.assert_one_line_error(results[0], "checkpoint not found", "missing.ckpt.index")
+    u.assert_one_line_error(results[1], "has 5 tokens", "vocab_size is 21128")
+    u.assert_one_line_error(results[2], "post-LN only")
     assert not (tmp_path / "out" / "model.safetensors").exists()
 
 

@@ -143,6 +143,9 @@ def test_train_then_eval_only_run_and_flag_errors(data, tmp_path):
     assert results["global_step"] == "3"
     assert np.isclose(float(results["loss"]), float(results["masked_lm_loss"])
                       + float(results["sentence_order_loss"]))
+    # output_dir is self-contained like a released zip: its config rebuilds the same model
+    saved = json.loads((tmp_path / "albert_config.json").read_text())
+    assert json.loads(open(config).read()).items() <= saved.items()
 
     with pytest.raises(AlbertError, match=r"masked_lm_positions. has length 5 .*--max_predictions_per_seq=5"):
         run_in_process([*base[:-1], "--max_predictions_per_seq=20", "--do_train"])
@@ -152,3 +155,26 @@ def test_train_then_eval_only_run_and_flag_errors(data, tmp_path):
     with pytest.raises(AlbertError, match="cannot resume .* --optimizer"):
         run_in_process([*base, "--do_train", "--num_train_steps=4", "--optimizer=lamb",
                         "--style=brightmart"])
+
+
+def test_eval_every_checkpoint_and_the_plot(data, tmp_path):
+    input_glob, config = data
+    run_in_process([f"--bert_config_file={config}", f"--input_file={input_glob}",
+                    f"--output_dir={tmp_path}", f"--max_seq_length={L}",
+                    f"--max_predictions_per_seq={P}", "--do_train", "--do_eval",
+                    "--num_train_steps=4", "--iterations_per_loop=1",
+                    "--save_checkpoints_steps=2", "--eval_batch_size=16", "--max_eval_steps=2"])
+    evaluations = [json.loads(line) for line in
+                   (tmp_path / "eval_log.jsonl").read_text().splitlines()]
+    assert [e["global_step"] for e in evaluations] == [2, 4]   # the final step only once
+    assert "global_step = 4" in (tmp_path / "eval_results.txt").read_text()
+
+    with open(tmp_path / "train_log.jsonl", "a") as f:
+        f.write('{"step": 5, "lo')          # a run killed mid-write leaves a torn line
+    png = tmp_path / "curve.png"
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "plot_pretraining.py"), f"--output_dir={tmp_path}",
+         f"--png={png}"], capture_output=True, text=True, env=ENV, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "4 points, last step 4" in result.stdout
+    assert png.read_bytes().startswith(b"\x89PNG")
