@@ -706,8 +706,10 @@ def validate(config, num_workers, block_chars):
             raise errors.AlbertError(message)
 
 
-def generate(config, input_files, output_files, num_workers=1, block_chars=200_000):
-    """Run the whole pipeline; returns the summary dict (also written as JSON)."""
+def generate(config, input_files, output_files, num_workers=1, block_chars=200_000,
+             summary_file=None):
+    """Run the whole pipeline; returns the summary dict, also written as JSON to
+    `summary_file` (default: the first output file + ".summary.json")."""
     validate(config, num_workers, block_chars)
     num_workers = num_workers or os.cpu_count() or 1
     start = time.time()
@@ -785,7 +787,7 @@ def generate(config, input_files, output_files, num_workers=1, block_chars=200_0
         "block_chars": block_chars,
         "config": dataclasses.asdict(config),
     }
-    summary_path = output_files[0] + ".summary.json"
+    summary_path = summary_file or output_files[0] + ".summary.json"
     with open(summary_path, "w", encoding="utf-8") as f:
         json.dump(summary, f, ensure_ascii=False, indent=2)
     summary["summary_file"] = summary_path
@@ -878,7 +880,11 @@ def main(_):
     output_files = output_paths(FLAGS.output_file, FLAGS.output_shards)
     logging.info("Reading %d input files, writing %d output files", len(input_files),
                  len(output_files))
-    summary = generate(config, input_files, output_files, FLAGS.num_workers, FLAGS.block_chars)
+    # Named after --output_file, not after a shard, so that a glob over the shards
+    # (train-*) never picks the summary up as a TFRecord.
+    summary_file = FLAGS.output_file.split(",")[0].strip() + ".summary.json"
+    summary = generate(config, input_files, output_files, FLAGS.num_workers, FLAGS.block_chars,
+                       summary_file)
     logging.info(
         "Wrote %d instances from %d documents (%d tokens, %d masked) in %.1fs; summary: %s",
         summary["instances"], summary["documents"], summary["tokens"],

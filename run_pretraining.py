@@ -44,9 +44,11 @@ FLAG_FOR_FEATURE = {
 
 
 def input_fn_builder(input_files, global_batch_size, is_training, seed, repeat_eval=False):
-    """dataset_fn over the pretraining TFRecords (schema checked on the first file)."""
+    """dataset_fn over the pretraining TFRecords (schema checked on every file's first record,
+    so a stray file matched by a glob is named before training starts)."""
     spec = training.pretraining_feature_spec(FLAGS.max_seq_length, FLAGS.max_predictions_per_seq)
-    training.check_tfrecord_schema(input_files[0], spec, FLAG_FOR_FEATURE)
+    for path in input_files:
+        training.check_tfrecord_schema(path, spec, FLAG_FOR_FEATURE)
     dataset_fn = training.make_dataset_fn(input_files, spec, global_batch_size, is_training,
                                           seed=seed, drop_remainder=is_training or repeat_eval)
     if not repeat_eval:

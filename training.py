@@ -41,6 +41,7 @@ a resumed run and an uninterrupted one read identical batches. No iterator state
 
 import functools
 import glob
+import itertools
 import json
 import os
 import time
@@ -604,7 +605,10 @@ class Trainer:
 
         Returns (per-step losses as a NumPy array, {metric: (sum, count)} over the steps).
         """
-        losses, metrics = self._train_steps(iterator, tf.constant(num_steps, tf.int32))
+        try:
+            losses, metrics = self._train_steps(iterator, tf.constant(num_steps, tf.int32))
+        except tf.errors.DataLossError as e:
+            raise AlbertError(_corrupt_input_message(e, self.global_step)) from None
         self.global_step += num_steps
         return losses.numpy(), {k: (float(v[0]), float(v[1])) for k, v in metrics.items()}
 
@@ -676,9 +680,16 @@ class Trainer:
 
         totals = None
         dataset = strategy.distribute_datasets_from_function(dataset_fn)
-        for step, batch in enumerate(dataset):
+        batches = iter(dataset)
+        for step in itertools.count():
             if max_steps and step >= max_steps:
                 break
+            try:
+                batch = next(batches)
+            except StopIteration:
+                break
+            except tf.errors.DataLossError as e:
+                raise AlbertError(_corrupt_input_message(e, self.global_step)) from None
             values = tf.nest.map_structure(lambda t: t.numpy().astype(np.float64),
                                            self._eval_step(batch))
             totals = values if totals is None else tf.nest.map_structure(np.add, totals, values)
@@ -698,6 +709,11 @@ class Trainer:
             write_scalars(eval_writer, self.global_step,
                           {k: v for k, v in results.items() if k != "global_step"})
         return results
+
+
+def _corrupt_input_message(error, step):
+    return (f"corrupt input data at step {step} ({modeling._first_line(error)}): a TFRecord "
+            "file is damaged or truncated; regenerate it or leave it out of the input list")
 
 
 def write_eval_results(path, results, header=None):

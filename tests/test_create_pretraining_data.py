@@ -3,6 +3,7 @@ slices). Outputs are parsed back with TensorFlow and the original feature spec, 
 against the reference tokenizer (tokenization.FullTokenizer / jieba_word_spans)."""
 
 import collections
+import json
 import os
 import random
 import subprocess
@@ -412,3 +413,21 @@ def test_command_line_error_is_one_line(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: no text in ")
     assert "Traceback" not in result.stderr
+
+
+def test_command_line_shards_and_a_summary_no_shard_glob_matches(tmp_path, news_file):
+    vocab = shared_data("vocab.txt")
+    output = tmp_path / "train.tfrecord"
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "create_pretraining_data.py"),
+         f"--input_file={news_file}", f"--output_file={output}", f"--vocab_file={vocab}",
+         "--do_whole_word_mask", "--dupe_factor=1", "--num_workers=1", "--output_shards=3"],
+        capture_output=True, text=True, cwd=REPO_ROOT, timeout=120,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    shards = sorted(tmp_path.glob("train-*"))
+    assert [p.name for p in shards] == [f"train-0000{k}-of-00003.tfrecord" for k in range(3)]
+    summary = json.loads((tmp_path / "train.tfrecord.summary.json").read_text())
+    assert summary["output_files"] == [str(p) for p in shards]
+    assert sum(len(read_examples([p])) for p in shards) == summary["instances"] > 0

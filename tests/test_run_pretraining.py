@@ -1,6 +1,7 @@
 """run_pretraining.py end to end: kill -9 and resume, 2-worker MultiWorkerMirroredStrategy,
 eval-only runs and one-line flag errors. Tiny config, TFRecords made from real text."""
 
+import glob
 import json
 import os
 import signal
@@ -152,6 +153,20 @@ def test_train_then_eval_only_run_and_flag_errors(data, tmp_path):
     with pytest.raises(AlbertError, match="--input_file: no file matches"):
         run_in_process([*base[:1], f"--input_file={tmp_path}/nothing-*.tfrecord", *base[2:],
                         "--do_train"])
+    stray = tmp_path / "train.tfrecord.summary.json"      # a glob can match such a file
+    stray.write_text('{"instances": 3}')
+    with pytest.raises(AlbertError, match="summary.json is not a readable TFRecord"):
+        run_in_process([*base[:1], f"--input_file={input_glob},{stray}", *base[2:],
+                        "--do_train"])
+    # a file whose first record is fine but which breaks off later (a copy cut short)
+    first_file = sorted(glob.glob(input_glob))[0]
+    damaged = tmp_path / "damaged.tfrecord"
+    damaged.write_bytes(open(first_file, "rb").read()[:-200] + b"\x07" * 100)
+    with pytest.raises(AlbertError, match="corrupt input data at step 0 .*damaged or truncated"):
+        run_in_process([*base[:1], f"--input_file={damaged}",
+                        f"--output_dir={tmp_path / 'damaged'}", *base[3:], "--do_train",
+                        "--num_train_steps=200", "--iterations_per_loop=200",
+                        "--train_batch_size=64"])
     with pytest.raises(AlbertError, match="cannot resume .* --optimizer"):
         run_in_process([*base, "--do_train", "--num_train_steps=4", "--optimizer=lamb",
                         "--style=brightmart"])
