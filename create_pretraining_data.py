@@ -18,6 +18,9 @@ Same flags and output schema as brightmart/albert_zh `create_pretraining_data.py
 * jieba's real word boundaries, any word length. The original grouped only words of up to
   3 characters, by set membership, and ran jieba `dupe_factor` times per sentence. Here
   jieba runs once per sentence per run, and each jieba word is one whole-word masking unit.
+  By default the words come from rjieba (jieba-rs: jieba's algorithm and dictionary in Rust,
+  about 12x faster, the same words on all but 50 of the 821,823 lines of the shared corpus);
+  `--segmenter=jieba` uses the Python package.
 * Labels are the ids of the characters that were there. The original labelled non-initial
   characters of a word with `##X` ids that the input never contains (brightmart/roberta_zh
   #84). `--original_wwm_labels` restores those `##X` labels for continuing a brightmart
@@ -44,7 +47,6 @@ import collections
 import dataclasses
 import glob
 import json
-import logging as std_logging
 import multiprocessing
 import os
 import random
@@ -85,14 +87,6 @@ _WORD_UNIT = re.compile(rb".\x00*", re.DOTALL)
 def _is_chinese_text(text):
     """Whether `text` is non-empty and made of CJK ideographs only."""
     return _CHINESE_TEXT.fullmatch(text) is not None
-
-
-def _load_jieba():
-    import jieba
-
-    jieba.setLogLevel(std_logging.WARNING)  # no start-up chatter, once per worker
-    jieba.initialize()
-    return jieba
 
 
 # ----------------------------------------------------------------------------- input
@@ -242,6 +236,7 @@ class GeneratorConfig:
     ngram: int = 1
     original_wwm_labels: bool = False
     one_document_per_line: bool = False
+    segmenter: str = tokenization.DEFAULT_WORD_SEGMENTER
 
 
 @dataclasses.dataclass
@@ -293,7 +288,8 @@ class BlockProcessor:
         self.needs_word_starts = config.do_whole_word_mask or (
             config.original_wwm_labels and not config.non_chinese)
         self.use_jieba = self.needs_word_starts and not config.non_chinese
-        self._jieba = _load_jieba() if self.use_jieba else None
+        self._segment = (tokenization.word_segmenter(config.segmenter) if self.use_jieba
+                         else None)
         self._piece_cache = {}
         self.varint = [_encode_varint(value) for value in range(
             max(max(vocab.values()), config.max_seq_length) + 1)]
@@ -340,7 +336,7 @@ class BlockProcessor:
             return wordpiece_starts
         jieba_starts = bytearray(len(jieba_text))
         position = 0
-        for word in self._jieba.lcut(jieba_text):
+        for word in self._segment(jieba_text):
             jieba_starts[position] = 1
             position += len(word)
         # A token starts a word if jieba starts one there (every non-Chinese token is a
@@ -819,8 +815,7 @@ def define_flags():
     next to run_pretraining.py, which has flags of the same names, is fine)."""
     flags.DEFINE_string("input_file", None, "Input text files: a comma list; each item may be a glob.")
     flags.DEFINE_string(
-        "output_file", None, "Output TFRecord files (comma list); instances are dealt round-robin."
-)
+        "output_file", None, "Output TFRecord files (comma list); instances are dealt round-robin.")
     flags.DEFINE_string("vocab_file", None, "The vocab.txt the model was trained with.")
     flags.DEFINE_bool("do_lower_case", True, "Lower-case the input (and strip accents).")
     flags.DEFINE_bool("do_whole_word_mask", False, "Mask whole words (jieba words for Chinese).")
@@ -831,28 +826,26 @@ def define_flags():
     flags.DEFINE_float("masked_lm_prob", 0.15, "Fraction of tokens to mask.")
     flags.DEFINE_float("short_seq_prob", 0.1, "Probability of a shorter than maximum target length.")
     flags.DEFINE_bool(
-        "non_chinese", False, "Not Chinese: words are WordPiece words ('##' pieces), no jieba."
-)
+        "non_chinese", False, "Not Chinese: words are WordPiece words ('##' pieces), no jieba.")
     flags.DEFINE_integer(
-        "ngram", 1, "Mask n-grams of up to this many whole words (p ~ 1/n); 1 = the original."
-)
+        "ngram", 1, "Mask n-grams of up to this many whole words (p ~ 1/n); 1 = the original.")
     flags.DEFINE_integer("num_workers", 0, "Worker processes; 0 = one per CPU core.")
     flags.DEFINE_integer(
-        "output_shards", 1, "Split every output file into this many shards (name-0000K-of-0000N)."
-)
+        "output_shards", 1, "Split every output file into this many shards (name-0000K-of-0000N).")
     flags.DEFINE_bool(
         "one_document_per_line", False,
-        "Each line is a document (split into sentences at 。！？!?) instead of blank-line breaks.",
-)
+        "Each line is a document (split into sentences at 。！？!?) instead of blank-line breaks.")
     flags.DEFINE_bool(
         "original_wwm_labels", False,
         "Label non-initial characters of a Chinese word with their '##X' ids, as brightmart's "
-        "generator did (only to continue a checkpoint pretrained on such labels).",
-)
+        "generator did (only to continue a checkpoint pretrained on such labels).")
     flags.DEFINE_integer(
         "block_chars", 200_000,
-        "Characters per work block. The output depends on it (not on num_workers).",
-)
+        "Characters per work block. The output depends on it (not on num_workers).")
+    flags.DEFINE_enum(
+        "segmenter", tokenization.DEFAULT_WORD_SEGMENTER, list(tokenization.WORD_SEGMENTERS),
+        "Chinese word segmenter for whole-word masking: rjieba (jieba in Rust, ~12x faster) or "
+        "jieba (the Python package); both are jieba's algorithm and dictionary.")
 
 
 def main(_):
@@ -874,6 +867,7 @@ def main(_):
         ngram=FLAGS.ngram,
         original_wwm_labels=FLAGS.original_wwm_labels,
         one_document_per_line=FLAGS.one_document_per_line,
+        segmenter=FLAGS.segmenter,
     )
     tokenization.load_vocab(config.vocab_file)  # a clear error before any worker starts
     input_files = expand_file_list(FLAGS.input_file, "input_file")

@@ -431,3 +431,18 @@ def test_command_line_shards_and_a_summary_no_shard_glob_matches(tmp_path, news_
     summary = json.loads((tmp_path / "train.tfrecord.summary.json").read_text())
     assert summary["output_files"] == [str(p) for p in shards]
     assert sum(len(read_examples([p])) for p in shards) == summary["instances"] > 0
+
+
+def test_rjieba_gives_jiebas_words_on_real_text(processor, news_file):
+    """The default segmenter (jieba-rs) must cut exactly as the jieba package on what the
+    generator feeds it: Chinese characters, a space per other token."""
+    rjieba, jieba = (tokenization.word_segmenter(name) for name in ("rjieba", "jieba"))
+    lines = news_file.read_text(encoding="utf-8").splitlines()
+    for name in ("lcqmc_small/dev.txt", "lcqmc_small/test.txt"):
+        for row in shared_data(name).read_text(encoding="utf-8").splitlines():
+            lines += row.split("\t")[:2]
+    texts = [processor.tokenize_line(line)[1] for line in lines if line.strip()]
+    assert len(texts) > 14_000
+    assert [rjieba(t) for t in texts] == [jieba(t) for t in texts]
+    with pytest.raises(errors.AlbertError, match="unknown word segmenter 'thulac'"):
+        tokenization.word_segmenter("thulac")

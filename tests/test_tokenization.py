@@ -304,12 +304,7 @@ def test_jieba_spans_cover_real_pairs(tokenizer):
 
 
 def test_jieba_spans_fall_back_to_single_characters_if_jieba_misaligns(monkeypatch):
-    class GarbledJieba:
-        @staticmethod
-        def lcut(text):
-            return ["完全不同的文本"]
-
-    monkeypatch.setattr(tokenization, "_get_jieba", lambda: GarbledJieba)
+    monkeypatch.setitem(tokenization._segmenters, "jieba", lambda text: ["完全不同的文本"])
     tokens = ["[CLS]", "中", "国", "hel", "##lo", "[SEP]"]
-    spans = tokenization.jieba_word_spans(tokens)
+    spans = tokenization.jieba_word_spans(tokens, segmenter="jieba")
     assert spans == [(0, 1), (1, 2), (2, 3), (3, 5), (5, 6)]
