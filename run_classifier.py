@@ -457,22 +457,22 @@ def make_loss_fn(model):
 
 
 def make_train_dataset_fn(
-    features, global_batch_size, num_replicas, trainer_step, max_seq_length, fixed_length, data_seed
+    features, global_batch_size, num_replicas, max_seq_length, fixed_length, data_seed
 ):
-    """dataset_fn(input_context, seed) for Trainer.train: per-replica padded batches.
+    """dataset_fn(input_context, start_step) for Trainer.train: per-replica padded batches.
 
-    The stream position comes from `trainer_step()` (the step training (re)starts at), and
-    epoch e is shuffled with `data_seed` + e; the seed Trainer passes is therefore not needed.
-    With several input pipelines, pipeline p takes every p-th batch of the one stream.
-    Fixed padding also drops partial batches, so that every shape is static (TPU).
+    One stream of batches: epoch e is shuffled with `data_seed` + e, and step s reads batches
+    s * num_replicas ... (s + 1) * num_replicas - 1 of it, so training (re)started at any step
+    reads what an uninterrupted run would. With several input pipelines, pipeline p takes
+    every p-th batch of the stream. Fixed padding also drops partial batches, so that every
+    shape is static (TPU).
     """
 
-    def dataset_fn(input_context=None, seed=None):
-        del seed  # the position, not a per-segment seed, decides the data
+    def dataset_fn(input_context=None, start_step=0):
         pipelines = input_context.num_input_pipelines if input_context else 1
         pipeline_id = input_context.input_pipeline_id if input_context else 0
         per_replica = global_batch_size // num_replicas
-        start_batch = trainer_step() * num_replicas
+        start_batch = start_step * num_replicas
 
         def batch_indices():
             stream = classifier_data.training_batch_stream(
@@ -606,7 +606,6 @@ def train(strategy, model, features, evaluate_dev):
         features,
         FLAGS.train_batch_size,
         replicas,
-        lambda: trainer.global_step,
         FLAGS.max_seq_length,
         FLAGS.fixed_length,
         FLAGS.seed,
@@ -621,7 +620,6 @@ def train(strategy, model, features, evaluate_dev):
             FLAGS.train_batch_size,
             iterations_per_loop=FLAGS.iterations_per_loop,
             save_checkpoints_steps=FLAGS.save_checkpoints_steps,
-            seed=FLAGS.seed,
         )
         logging.info(
             "reached step %d/%d (epoch %.2f) in %.1fs",

@@ -54,7 +54,7 @@ def input_fn_builder(input_files, global_batch_size, is_training, seed, repeat_e
     if not repeat_eval:
         return dataset_fn
     # Several workers must run the same number of eval steps: repeat, as the originals do.
-    return lambda ctx=None, seed=None: dataset_fn(ctx, seed).repeat()
+    return lambda ctx=None, start_step=0: dataset_fn(ctx).repeat()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -253,7 +253,7 @@ def main(_):
                      ", XLA" if FLAGS.use_xla else "")
         trainer.train(dataset_fn, FLAGS.num_train_steps, FLAGS.train_batch_size,
                       iterations_per_loop=FLAGS.iterations_per_loop,
-                      save_checkpoints_steps=FLAGS.save_checkpoints_steps, seed=FLAGS.seed,
+                      save_checkpoints_steps=FLAGS.save_checkpoints_steps,
                       after_checkpoint=evaluate if FLAGS.eval_every_checkpoint else None)
         if trainer.is_chief and (trainer.global_step == 0 or not training.latest_checkpoint(
                 FLAGS.output_dir)):

@@ -34,9 +34,12 @@ The objective is sum_term (global sum of loss_sums[term]) / (global weight[term]
 and its gradient do not depend on how the global batch is split: one device, 8 replicas or
 4 micro-batches give the same numbers (the 1e-5 is the originals' masked-LM normaliser).
 
-Input position for exact resumption: the training data stream is rebuilt at every checkpoint
-with a seed derived from (seed, step), so it is a pure function of where the run (re)starts;
-a resumed run and an uninterrupted one read identical batches. No iterator state is stored.
+Input position for exact resumption: the training stream is ONE deterministic stream (fixed
+seed) read from start to end by an uninterrupted run; checkpoints do not touch it. A run that
+resumes at step s asks `dataset_fn(input_context, start_step=s)` for the same stream advanced by
+s steps (make_dataset_fn skips the records already read, before parsing them), so a resumed run
+and an uninterrupted one read identical batches. No iterator state is stored (tf.distribute's
+iterators cannot be checkpointed), only global_step.
 """
 
 import functools
@@ -217,26 +220,27 @@ def decode_record(record, name_to_features):
 
 def make_dataset_fn(files, name_to_features, global_batch_size, is_training, shuffle_buffer=100,
                     cycle_length=4, drop_remainder=None, seed=12345):
-    """A `dataset_fn(input_context=None, seed=None)` for strategy.distribute_datasets_from_function.
+    """A `dataset_fn(input_context=None, start_step=0)` for distribute_datasets_from_function.
 
     Training: shuffle files (reshuffled each epoch) -> repeat -> interleave `cycle_length` files
-    -> shuffle(`shuffle_buffer`) -> parse -> batch(per-replica batch, drop_remainder). All of it
-    deterministic given the seed. Eval: the files in order, once, not shuffled (drop_remainder
-    defaults to False so no example is lost).
+    -> shuffle(`shuffle_buffer`) -> skip what steps < start_step read -> parse -> batch
+    (per-replica batch, drop_remainder). One endless stream, deterministic given the seed.
+    Eval: the files in order, once, not shuffled (drop_remainder defaults to False so no
+    example is lost).
     Each input pipeline (one per worker) reads its own shard: whole files if there are enough,
     else every n-th record. The batch is the per-replica batch = global / replicas.
     """
     files = list(files)
-    base_seed = seed
     if drop_remainder is None:
         drop_remainder = is_training
 
-    def dataset_fn(input_context=None, seed=None):
-        seed = base_seed if seed is None else seed
+    def dataset_fn(input_context=None, start_step=0):
         batch_size = (input_context.get_per_replica_batch_size(global_batch_size)
                       if input_context else global_batch_size)
         num_pipelines = input_context.num_input_pipelines if input_context else 1
         pipeline_id = input_context.input_pipeline_id if input_context else 0
+        replicas_per_pipeline = (input_context.num_replicas_in_sync // num_pipelines
+                                 if input_context else 1)
         shard_files = num_pipelines > 1 and len(files) >= num_pipelines
 
         dataset = tf.data.Dataset.from_tensor_slices(tf.constant(files))
@@ -254,17 +258,19 @@ def make_dataset_fn(files, name_to_features, global_batch_size, is_training, shu
             dataset = dataset.shard(num_pipelines, pipeline_id)
         if is_training and shuffle_buffer > 1:
             dataset = dataset.shuffle(shuffle_buffer, seed=seed + 1)
+        if is_training and start_step:
+            # Resuming: each earlier step read one batch per local replica from this pipeline.
+            # Skipping before parsing costs one sequential read of those records.
+            records = start_step * replicas_per_pipeline * batch_size
+            logging.info("input pipeline %d resumes at step %d: skipping the %d records it "
+                         "already read", pipeline_id, start_step, records)
+            dataset = dataset.skip(records)
         dataset = dataset.map(lambda r: decode_record(r, name_to_features),
                               num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
         return dataset.prefetch(tf.data.AUTOTUNE)
 
     return dataset_fn
-
-
-def segment_seed(seed, step):
-    """Seed of the data stream that starts at `step` (so resuming at `step` replays it)."""
-    return int((seed * 1_000_003 + step * 7919) % (2**31 - 1))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -590,13 +596,13 @@ class Trainer:
 
     # -- training -----------------------------------------------------------------------------
 
-    def make_iterator(self, dataset_fn, seed):
-        """Iterator over dataset_fn(input_context, seed) distributed over the replicas."""
+    def make_iterator(self, dataset_fn, start_step=0):
+        """Iterator over dataset_fn(input_context, start_step) distributed over the replicas."""
         dataset = self.strategy.distribute_datasets_from_function(
-            functools.partial(dataset_fn, seed=seed))
+            functools.partial(dataset_fn, start_step=start_step))
         if self._train_steps is None:
             local = dataset_fn(tf.distribute.InputContext(
-                num_replicas_in_sync=self.strategy.num_replicas_in_sync), seed=0)
+                num_replicas_in_sync=self.strategy.num_replicas_in_sync))
             self._train_steps = self._build_train_steps(self._metric_structure(local.element_spec))
         return iter(dataset)
 
@@ -613,12 +619,13 @@ class Trainer:
         return losses.numpy(), {k: (float(v[0]), float(v[1])) for k, v in metrics.items()}
 
     def train(self, dataset_fn, num_train_steps, global_batch_size, iterations_per_loop=1000,
-              save_checkpoints_steps=1000, seed=12345, after_checkpoint=None):
+              save_checkpoints_steps=1000, after_checkpoint=None):
         """Run from self.global_step to num_train_steps; checkpoint every save_checkpoints_steps.
 
-        dataset_fn(input_context, seed) must yield per-replica batches of
-        global_batch_size / num_replicas (make_dataset_fn does); each replica's batch is split
-        into gradient_accumulation_steps micro-batches. `after_checkpoint()`, if given, runs
+        dataset_fn(input_context, start_step) must yield the per-replica batches (of
+        global_batch_size / num_replicas) of steps start_step, start_step + 1, ... of one
+        deterministic stream (make_dataset_fn does); each replica's batch is split into
+        gradient_accumulation_steps micro-batches. `after_checkpoint()`, if given, runs
         on every worker after each checkpoint (e.g. an evaluation). Returns self.history.
         """
         replicas = self.strategy.num_replicas_in_sync
@@ -631,13 +638,12 @@ class Trainer:
         if self.output_dir and self.is_chief:
             tf.io.gfile.makedirs(self.output_dir)
 
+        if self.global_step < num_train_steps:
+            iterator = self.make_iterator(dataset_fn, start_step=self.global_step)
         while self.global_step < num_train_steps:
-            # One data segment per checkpoint interval; its seed depends only on where it
-            # starts, so a resumed run replays exactly what the uninterrupted run read.
             segment_end = num_train_steps
             if save_every:
                 segment_end = min(num_train_steps, (self.global_step // save_every + 1) * save_every)
-            iterator = self.make_iterator(dataset_fn, segment_seed(seed, self.global_step))
             while self.global_step < segment_end:
                 steps = min(iterations_per_loop, segment_end - self.global_step)
                 began = time.time()

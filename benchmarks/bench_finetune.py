@@ -99,7 +99,6 @@ def time_epoch(args, features, fixed_length):
         features,
         args.batch_size,
         1,
-        lambda: trainer.global_step,
         args.max_seq_length,
         fixed_length,
         12345,
