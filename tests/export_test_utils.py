@@ -87,6 +87,19 @@ def write_checkpoint(directory, config, style, pretraining=True, num_labels=None
     return prefix, str(config_path), (encoder, pre, clf)
 
 
+def checkpoint_case(tmp_path_factory, name, case, seed, with_optimizer_slots=False):
+    """A test case (style, config overrides, has cls/ heads, classifier labels) written as a
+    checkpoint in its own directory: dict(directory, config, style, ckpt, config_path, models)."""
+    style, overrides, pretraining, num_labels = case
+    directory = tmp_path_factory.mktemp(name)
+    config = small_config(style, **overrides)
+    ckpt, config_path, models = write_checkpoint(directory, config, style, pretraining, num_labels,
+                                                 seed=seed,
+                                                 with_optimizer_slots=with_optimizer_slots)
+    return dict(directory=directory, config=config, style=style, ckpt=ckpt,
+                config_path=config_path, models=models)
+
+
 def random_inputs(batch, seq, vocab_size=VOCAB_SIZE, seed=0):
     """int32 ids, a padded input mask (row lengths differ) and two segments per row."""
     rng = np.random.default_rng(seed)

@@ -31,20 +31,17 @@ def exported(tmp_path_factory):
 
     def get(name):
         if name not in cache:
-            style, overrides, pretraining, num_labels = CASES[name]
-            directory = tmp_path_factory.mktemp(name)
-            config = u.small_config(style, **overrides)
-            ckpt, config_path, models = u.write_checkpoint(
-                directory, config, style, pretraining, num_labels, seed=len(cache) + 10)
-            weights = {}
-            for model in models:
+            case = u.checkpoint_case(tmp_path_factory, name, CASES[name], seed=len(cache) + 10)
+            case["weights"] = {}
+            for model in case["models"]:
                 if model is not None:
-                    weights.update({k: v.numpy() for k, v in model.named_variables().items()})
-            export_dir = str(directory / "savedmodel")
-            names = export_savedmodel.export_savedmodel(config, ckpt, export_dir)
-            cache[name] = dict(config=config, ckpt=ckpt, config_path=config_path, models=models,
-                               weights=weights, names=names,
-                               loaded=tf.saved_model.load(export_dir))
+                    case["weights"].update(
+                        {k: v.numpy() for k, v in model.named_variables().items()})
+            export_dir = str(case["directory"] / "savedmodel")
+            case["names"] = export_savedmodel.export_savedmodel(case["config"], case["ckpt"],
+                                                               export_dir)
+            case["loaded"] = tf.saved_model.load(export_dir)
+            cache[name] = case
         return cache[name]
 
     return get

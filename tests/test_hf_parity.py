@@ -47,16 +47,12 @@ def converted(tmp_path_factory):
 
     def get(name):
         if name not in cache:
-            style, overrides, pretraining, num_labels = CASES[name]
-            directory = tmp_path_factory.mktemp(name)
-            config = u.small_config(style, **overrides)
-            ckpt, config_path, models = u.write_checkpoint(
-                directory, config, style, pretraining, num_labels, seed=len(cache) + 1,
-                with_optimizer_slots=name == "google_groups2")
-            hf_dir = str(directory / "hf")
-            summary = converter.convert(config, ckpt, hf_dir, vocab_file=_vocab())
-            cache[name] = dict(config=config, style=style, ckpt=ckpt, config_path=config_path,
-                               hf_dir=hf_dir, models=models, summary=summary)
+            case = u.checkpoint_case(tmp_path_factory, name, CASES[name], seed=len(cache) + 1,
+                                     with_optimizer_slots=name == "google_groups2")
+            case["hf_dir"] = str(case["directory"] / "hf")
+            case["summary"] = converter.convert(case["config"], case["ckpt"], case["hf_dir"],
+                                                vocab_file=_vocab())
+            cache[name] = case
         return cache[name]
 
     return get
