@@ -1,7 +1,7 @@
 """Plot a pretraining run: masked-LM / sentence-order accuracy and loss against the step.
 
 Reads what run_pretraining.py writes in --output_dir: `train_log.jsonl` (one line per host loop
-of `iterations_per_loop` steps, metrics averaged over the loop) and the held-out evaluations:
+of `iterations_per_loop` steps, metrics averaged over the loop) and the evaluations (--eval_input_file):
 `eval_log.jsonl` (one line per checkpoint with --do_train --do_eval), else the single
 `eval_results.txt`, drawn as points at their global_step.
 
@@ -74,7 +74,7 @@ def plot(records, evaluations, png, title):
         acc_axis.plot(steps, [r[key] for r in records], color=color, label=f"{label} (train)")
         if evaluations:
             acc_axis.plot([e["global_step"] for e in evaluations], [e[key] for e in evaluations],
-                          "o--", color=color, label=f"{label} (held-out eval)")
+                          "o--", color=color, label=f"{label} (eval set)")
     acc_axis.set_xlabel("step")
     acc_axis.set_ylabel("accuracy")
     acc_axis.set_ylim(0, 1)
@@ -83,7 +83,7 @@ def plot(records, evaluations, png, title):
     loss_axis.plot(steps, [r["loss"] for r in records], color="tab:green", label="loss (train)")
     if evaluations:
         loss_axis.plot([e["global_step"] for e in evaluations], [e["loss"] for e in evaluations],
-                       "o--", color="tab:green", label="loss (held-out eval)")
+                       "o--", color="tab:green", label="loss (eval set)")
     loss_axis.set_xlabel("step")
     loss_axis.set_ylabel("MLM + SOP loss")
     loss_axis.grid(alpha=0.3)
