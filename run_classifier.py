@@ -23,7 +23,6 @@ Checkpoints keep the original names (`bert/...`, `output_weights`, `output_bias`
 `global_step`), so the original code, export_savedmodel.py and similarity.py read them.
 """
 
-import itertools
 import json
 import os
 import time
@@ -460,18 +459,16 @@ def make_loss_fn(model):
 def make_train_dataset_fn(
     features, global_batch_size, num_replicas, max_seq_length, fixed_length, data_seed
 ):
-    """dataset_fn(input_context, start_step, end_step) for Trainer.train: padded batches.
+    """dataset_fn(input_context, start_step) for Trainer.train: per-replica padded batches.
 
     One stream of batches: epoch e is shuffled with `data_seed` + e, and step s reads batches
     s * num_replicas ... (s + 1) * num_replicas - 1 of it, so training (re)started at any step
-    reads what an uninterrupted run would. The stream stops at end_step: a Python generator
-    still running when its iterator is deleted stalls the deletion (tf.data waits for it while
-    Python holds the GIL; ~27 s per train() call here). With several input pipelines, pipeline p takes
+    reads what an uninterrupted run would. With several input pipelines, pipeline p takes
     every p-th batch of the stream. Fixed padding also drops partial batches, so that every
     shape is static (TPU).
     """
 
-    def dataset_fn(input_context=None, start_step=0, end_step=None):
+    def dataset_fn(input_context=None, start_step=0):
         pipelines = input_context.num_input_pipelines if input_context else 1
         pipeline_id = input_context.input_pipeline_id if input_context else 0
         per_replica = global_batch_size // num_replicas
@@ -486,8 +483,6 @@ def make_train_dataset_fn(
                 bucket=not fixed_length,
                 drop_remainder=fixed_length,
             )
-            if end_step is not None:
-                stream = itertools.islice(stream, end_step * num_replicas - start_batch)
             for j, indices in enumerate(stream, start=start_batch):
                 if j % pipelines == pipeline_id:
                     yield indices

@@ -54,7 +54,7 @@ def input_fn_builder(input_files, global_batch_size, is_training, seed, repeat_e
     if not repeat_eval:
         return dataset_fn
     # Several workers must run the same number of eval steps: repeat, as the originals do.
-    return lambda ctx=None, start_step=0, end_step=None: dataset_fn(ctx).repeat()
+    return lambda ctx=None, start_step=0: dataset_fn(ctx).repeat()
 
 
 # ----------------------------------------------------------------------------------------------

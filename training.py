@@ -220,8 +220,7 @@ def decode_record(record, name_to_features):
 
 def make_dataset_fn(files, name_to_features, global_batch_size, is_training, shuffle_buffer=100,
                     cycle_length=4, drop_remainder=None, seed=12345):
-    """A `dataset_fn(input_context=None, start_step=0, end_step=None)` for
-    distribute_datasets_from_function (the stream is endless: end_step is not needed here).
+    """A `dataset_fn(input_context=None, start_step=0)` for distribute_datasets_from_function.
 
     Training: shuffle files (reshuffled each epoch) -> repeat -> interleave `cycle_length` files
     -> shuffle(`shuffle_buffer`) -> skip what steps < start_step read -> parse -> batch
@@ -235,8 +234,7 @@ def make_dataset_fn(files, name_to_features, global_batch_size, is_training, shu
     if drop_remainder is None:
         drop_remainder = is_training
 
-    def dataset_fn(input_context=None, start_step=0, end_step=None):
-        del end_step
+    def dataset_fn(input_context=None, start_step=0):
         batch_size = (input_context.get_per_replica_batch_size(global_batch_size)
                       if input_context else global_batch_size)
         num_pipelines = input_context.num_input_pipelines if input_context else 1
@@ -598,10 +596,10 @@ class Trainer:
 
     # -- training -----------------------------------------------------------------------------
 
-    def make_iterator(self, dataset_fn, start_step=0, end_step=None):
-        """Iterator over dataset_fn(input_context, start_step, end_step) over the replicas."""
+    def make_iterator(self, dataset_fn, start_step=0):
+        """Iterator over dataset_fn(input_context, start_step) distributed over the replicas."""
         dataset = self.strategy.distribute_datasets_from_function(
-            functools.partial(dataset_fn, start_step=start_step, end_step=end_step))
+            functools.partial(dataset_fn, start_step=start_step))
         if self._train_steps is None:
             local = dataset_fn(tf.distribute.InputContext(
                 num_replicas_in_sync=self.strategy.num_replicas_in_sync))
@@ -624,10 +622,10 @@ class Trainer:
               save_checkpoints_steps=1000, after_checkpoint=None):
         """Run from self.global_step to num_train_steps; checkpoint every save_checkpoints_steps.
 
-        dataset_fn(input_context, start_step, end_step) must yield the per-replica batches (of
+        dataset_fn(input_context, start_step) must yield the per-replica batches (of
         global_batch_size / num_replicas) of steps start_step, start_step + 1, ... of one
-        deterministic stream (make_dataset_fn does), at least up to end_step; each replica's
-        batch is split into gradient_accumulation_steps micro-batches. `after_checkpoint()`, if given, runs
+        deterministic stream (make_dataset_fn does); each replica's batch is split into
+        gradient_accumulation_steps micro-batches. `after_checkpoint()`, if given, runs
         on every worker after each checkpoint (e.g. an evaluation). Returns self.history.
         """
         replicas = self.strategy.num_replicas_in_sync
@@ -641,7 +639,7 @@ class Trainer:
             tf.io.gfile.makedirs(self.output_dir)
 
         if self.global_step < num_train_steps:
-            iterator = self.make_iterator(dataset_fn, self.global_step, num_train_steps)
+            iterator = self.make_iterator(dataset_fn, start_step=self.global_step)
         while self.global_step < num_train_steps:
             segment_end = num_train_steps
             if save_every:

@@ -88,7 +88,7 @@ def ours_runner(config, batch, precision, use_xla):
                                loss_weights_fn=weights_fn, precision=precision, use_xla=use_xla)
     tensors = {k: tf.constant(v) for k, v in batch.items()}
 
-    def dataset_fn(input_context=None, start_step=0, end_step=None):
+    def dataset_fn(input_context=None, start_step=0):
         return tf.data.Dataset.from_tensors(tensors).repeat()
 
     iterator = trainer.make_iterator(dataset_fn)
