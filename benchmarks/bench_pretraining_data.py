@@ -29,10 +29,10 @@ import time
 
 import psutil
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
 import tokenization  # noqa: E402
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 DATA_DIR = pathlib.Path(os.environ.get("ALBERT_ZH_DATA", REPO_ROOT.parent / "shared" / "data"))
 
 
@@ -142,8 +142,9 @@ def main():
             files = slice_corpus(files, args.max_mb, tmp)
         input_mb = sum(os.path.getsize(p) for p in files) / 1e6
         rows = []
-        most_workers = max(int(w) for w in args.workers.split(","))
-        runs = [("corpus", files, int(w), "rjieba") for w in args.workers.split(",")]
+        worker_counts = [int(w) for w in args.workers.split(",")]
+        most_workers = max(worker_counts)
+        runs = [("corpus", files, w, "rjieba") for w in worker_counts]
         if not args.skip_double:
             runs.append(("2x corpus", files + files, most_workers, "rjieba"))
         if not args.skip_jieba:
