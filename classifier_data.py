@@ -553,24 +553,52 @@ def training_batch_stream(
         epoch += 1
 
 
-def make_dataset(features, batch_stream_fn, max_seq_length, fixed_length=False, batch_size=None):
-    """A tf.data.Dataset of padded batches from a function returning an iterable of indices.
+def make_dataset(features, batches, max_seq_length, fixed_length=False, batch_size=None):
+    """A tf.data.Dataset of padded batches, one per index array in `batches`.
 
-    Shapes are [batch, seq] with seq = None (dynamic padding) or max_seq_length (fixed), and
-    batch = None unless `batch_size` is given (a static batch, for TPUs).
+    The pipeline is pure TensorFlow: the token ids live in ragged tensors and each batch is a
+    gather + pad, so no Python (and no GIL) is involved while training reads it, and tf.data
+    pads batches in parallel. Each batch equals `pad_batch(features, indices, ...)`, computed
+    by NumPy for evaluation and prediction. Shapes are [batch, seq] with seq = None
+    (dynamic padding) or max_seq_length (fixed), and batch = None unless `batch_size` is
+    given (a static batch, for TPUs).
     """
     import tensorflow as tf
 
-    seq_dim = max_seq_length if fixed_length else None
-    signature = {
-        "input_ids": tf.TensorSpec([batch_size, seq_dim], tf.int32),
-        "input_mask": tf.TensorSpec([batch_size, seq_dim], tf.int32),
-        "segment_ids": tf.TensorSpec([batch_size, seq_dim], tf.int32),
-        "label_ids": tf.TensorSpec([batch_size], tf.int32),
-    }
+    def ragged(rows):
+        flat = np.concatenate(rows) if rows else np.zeros([0], np.int32)
+        return tf.RaggedTensor.from_row_lengths(flat.astype(np.int32), features.lengths)
 
-    def generate():
-        for indices in batch_stream_fn():
-            yield pad_batch(features, indices, max_seq_length, fixed_length)
+    input_ids = ragged(features.input_ids)
+    segment_ids = ragged(features.segment_ids)
+    label_ids = tf.constant(features.label_ids, tf.int32)
+    sizes = np.asarray([len(b) for b in batches], np.int64)
+    flat_indices = np.concatenate(batches).astype(np.int32) if batches else np.zeros([0], np.int32)
+    index_batches = tf.RaggedTensor.from_row_lengths(flat_indices, sizes)
 
-    return tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(2)
+    def pad(indices):
+        ids = tf.gather(input_ids, indices)
+        lengths = tf.cast(ids.row_lengths(), tf.int32)
+        if fixed_length:
+            length = tf.constant(max_seq_length, tf.int32)
+        else:  # as padded_length(): round up to a multiple of 16, at most max_seq_length
+            rounded = (tf.reduce_max(lengths) + 15) // 16 * 16
+            length = tf.clip_by_value(rounded, 1, max_seq_length)
+
+        def dense(values):
+            values = values.to_tensor()
+            return tf.pad(values, [[0, 0], [0, length - tf.shape(values)[1]]])
+
+        batch = {
+            "input_ids": dense(ids),
+            "input_mask": tf.sequence_mask(lengths, length, tf.int32),
+            "segment_ids": dense(tf.gather(segment_ids, indices)),
+            "label_ids": tf.gather(label_ids, indices),
+        }
+        seq_dim = max_seq_length if fixed_length else None
+        for name, value in batch.items():
+            value.set_shape([batch_size] if name == "label_ids" else [batch_size, seq_dim])
+        return batch
+
+    dataset = tf.data.Dataset.from_tensor_slices(index_batches)
+    return dataset.map(pad, num_parallel_calls=tf.data.AUTOTUNE).prefetch(2)

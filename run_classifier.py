@@ -23,6 +23,7 @@ Checkpoints keep the original names (`bert/...`, `output_weights`, `output_bias`
 `global_step`), so the original code, export_savedmodel.py and similarity.py read them.
 """
 
+import itertools
 import json
 import os
 import time
@@ -457,15 +458,16 @@ def make_loss_fn(model):
 
 
 def make_train_dataset_fn(
-    features, global_batch_size, num_replicas, max_seq_length, fixed_length, data_seed
+    features, global_batch_size, num_replicas, max_seq_length, fixed_length, data_seed,
+    num_train_steps,
 ):
     """dataset_fn(input_context, start_step) for Trainer.train: per-replica padded batches.
 
     One stream of batches: epoch e is shuffled with `data_seed` + e, and step s reads batches
     s * num_replicas ... (s + 1) * num_replicas - 1 of it, so training (re)started at any step
-    reads what an uninterrupted run would. With several input pipelines, pipeline p takes
-    every p-th batch of the stream. Fixed padding also drops partial batches, so that every
-    shape is static (TPU).
+    reads what an uninterrupted run would. The dataset ends after step `num_train_steps`.
+    With several input pipelines, pipeline p takes every p-th batch of the stream. Fixed
+    padding also drops partial batches, so that every shape is static (TPU).
     """
 
     def dataset_fn(input_context=None, start_step=0):
@@ -473,23 +475,23 @@ def make_train_dataset_fn(
         pipeline_id = input_context.input_pipeline_id if input_context else 0
         per_replica = global_batch_size // num_replicas
         start_batch = start_step * num_replicas
-
-        def batch_indices():
-            stream = classifier_data.training_batch_stream(
-                features.lengths,
-                per_replica,
-                data_seed,
-                start_batch=start_batch,
-                bucket=not fixed_length,
-                drop_remainder=fixed_length,
-            )
-            for j, indices in enumerate(stream, start=start_batch):
-                if j % pipelines == pipeline_id:
-                    yield indices
-
+        stream = classifier_data.training_batch_stream(
+            features.lengths,
+            per_replica,
+            data_seed,
+            start_batch=start_batch,
+            bucket=not fixed_length,
+            drop_remainder=fixed_length,
+        )
+        count = max(0, num_train_steps - start_step) * num_replicas
+        batches = [
+            indices
+            for j, indices in enumerate(itertools.islice(stream, count), start=start_batch)
+            if j % pipelines == pipeline_id
+        ]
         return classifier_data.make_dataset(
             features,
-            batch_indices,
+            batches,
             max_seq_length,
             fixed_length=fixed_length,
             batch_size=per_replica if fixed_length else None,
@@ -609,6 +611,7 @@ def train(strategy, model, features, evaluate_dev):
         FLAGS.max_seq_length,
         FLAGS.fixed_length,
         FLAGS.seed,
+        num_train_steps,
     )
     for end_step in epoch_end_steps(num_train_steps, steps_per_epoch):
         if end_step <= trainer.global_step:

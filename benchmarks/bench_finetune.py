@@ -95,6 +95,7 @@ def time_epoch(args, features, fixed_length):
     trainer = training.Trainer(
         strategy, model, optimizer, run_classifier.make_loss_fn(model), output_dir=None
     )
+    timed = min(per_epoch, args.max_steps) if args.max_steps else per_epoch
     dataset_fn = run_classifier.make_train_dataset_fn(
         features,
         args.batch_size,
@@ -102,8 +103,8 @@ def time_epoch(args, features, fixed_length):
         args.max_seq_length,
         fixed_length,
         12345,
+        args.warmup_steps + timed,
     )
-    timed = min(per_epoch, args.max_steps) if args.max_steps else per_epoch
     trainer.train(dataset_fn, args.warmup_steps, args.batch_size, iterations_per_loop=100)
     start = time.perf_counter()
     trainer.train(dataset_fn, args.warmup_steps + timed, args.batch_size, iterations_per_loop=timed)

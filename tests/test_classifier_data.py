@@ -244,17 +244,30 @@ def test_training_stream_is_exact_epochs_and_resumable():
     assert all(len(next(dropped)) == 32 for _ in range(10))
 
 
-def test_dataset_has_dynamic_shapes(vocab_file):
+def test_dataset_batches_equal_pad_batch_and_have_dynamic_shapes(vocab_file):
     tokenizer = tokenization.FullTokenizer(str(vocab_file))
     examples, _, processor = read("lcqmc", "lcqmc_small", "dev")
     features = classifier_data.convert_examples_to_features(
         examples[:100], processor.get_labels(), 64, tokenizer
     )
-    stream = lambda: classifier_data.training_batch_stream(features.lengths, 32, seed=1)  # noqa: E731
-    dataset = classifier_data.make_dataset(features, stream, 64)
+    stream = classifier_data.training_batch_stream(features.lengths, 32, seed=1)
+    batches = [next(stream) for _ in range(6)]  # 1.5 epochs: a partial batch in the middle
+    dataset = classifier_data.make_dataset(features, batches, 64)
     assert dataset.element_spec["input_ids"].shape.as_list() == [None, None]
-    batches = list(dataset.take(4))
-    assert sum(len(b["label_ids"]) for b in batches) == 100
-    assert len({b["input_ids"].shape[1] for b in batches}) > 1  # padded per batch
-    fixed = classifier_data.make_dataset(features, stream, 64, fixed_length=True, batch_size=32)
+    produced = list(dataset.as_numpy_iterator())
+    assert len(produced) == 6
+    for got, indices in zip(produced, batches, strict=True):
+        expected = classifier_data.pad_batch(features, indices, 64)
+        assert got.keys() == expected.keys()
+        for name in expected:
+            np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
+    assert sum(len(b["label_ids"]) for b in produced[:4]) == 100
+    assert len({b["input_ids"].shape[1] for b in produced}) > 1  # padded per batch
+
+    full = [b for b in batches if len(b) == 32]
+    fixed = classifier_data.make_dataset(features, full, 64, fixed_length=True, batch_size=32)
     assert fixed.element_spec["input_ids"].shape.as_list() == [32, 64]
+    for got, indices in zip(list(fixed.as_numpy_iterator()), full, strict=True):
+        expected = classifier_data.pad_batch(features, indices, 64, fixed_length=True)
+        for name in expected:
+            np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
