@@ -405,6 +405,7 @@ class Trainer:
         self._compute = tf.function(self._compute_gradients, jit_compile=self.use_xla,
                                     reduce_retracing=True)
         self._train_steps = None
+        self._kept_input = None  # (dataset_fn, its iterator, the step it stands at)
         self._eval_step = None
         self._writer = None
 
@@ -596,10 +597,22 @@ class Trainer:
 
     # -- training -----------------------------------------------------------------------------
 
+    def distribute(self, dataset_fn):
+        """dataset_fn(input_context)'s batches spread over the replicas, ready to iterate.
+
+        One device reads through a plain tf.data iterator: the distributed one wraps the
+        device's stream in a dataset of its own, and deleting that dataset's iterator waits
+        until its tf.data autotuning thread next wakes up, up to 60 s (TF 2.21; it cost
+        every run_classifier.py epoch ~24 s). Other strategies keep TensorFlow's
+        distribution, and `train` keeps their iterator from one call to the next.
+        """
+        if isinstance(self.strategy, tf.distribute.OneDeviceStrategy):
+            return dataset_fn(tf.distribute.InputContext(num_replicas_in_sync=1))
+        return self.strategy.distribute_datasets_from_function(dataset_fn)
+
     def make_iterator(self, dataset_fn, start_step=0):
         """Iterator over dataset_fn(input_context, start_step) distributed over the replicas."""
-        dataset = self.strategy.distribute_datasets_from_function(
-            functools.partial(dataset_fn, start_step=start_step))
+        dataset = self.distribute(functools.partial(dataset_fn, start_step=start_step))
         if self._train_steps is None:
             local = dataset_fn(tf.distribute.InputContext(
                 num_replicas_in_sync=self.strategy.num_replicas_in_sync))
@@ -638,7 +651,13 @@ class Trainer:
         if self.output_dir and self.is_chief:
             tf.io.gfile.makedirs(self.output_dir)
 
-        if self.global_step < num_train_steps:
+        if self.global_step >= num_train_steps:
+            return self.history
+        kept, self._kept_input = self._kept_input, None
+        if kept and kept[0] is dataset_fn and kept[2] == self.global_step:
+            iterator = kept[1]  # the last call read this stream up to here: go on with it
+        else:
+            kept = None  # an old iterator goes before a new one starts
             iterator = self.make_iterator(dataset_fn, start_step=self.global_step)
         while self.global_step < num_train_steps:
             segment_end = num_train_steps
@@ -660,6 +679,10 @@ class Trainer:
                 self.save_checkpoint()
                 if after_checkpoint is not None:
                     after_checkpoint()
+        # Kept for a next call that goes on from here (run_classifier.py: one per epoch),
+        # which saves rebuilding the input and, on several devices, the wait when the
+        # distributed iterator is deleted (see `distribute`).
+        self._kept_input = (dataset_fn, iterator, self.global_step)
         return self.history
 
     # -- evaluation ---------------------------------------------------------------------------
@@ -685,8 +708,7 @@ class Trainer:
             self._eval_step = eval_step
 
         totals = None
-        dataset = strategy.distribute_datasets_from_function(dataset_fn)
-        batches = iter(dataset)
+        batches = iter(self.distribute(dataset_fn))
         for step in itertools.count():
             if max_steps and step >= max_steps:
                 break

@@ -203,6 +203,35 @@ def test_checkpoint_interval_does_not_change_what_is_read(records, tmp_path):
     assert pf.max_abs_difference(final[0], final[2], final[0]) < 1e-6
 
 
+def test_consecutive_train_calls_go_on_with_one_iterator(records, tmp_path):
+    """run_classifier.py calls train() once per epoch: the same steps as one call, one stream."""
+    files, config = records
+    one_call = pf.build_trainer(one_device(), config, None, 6)
+    one_call.train(pf.dataset_fn_for(files, BATCH, L, P), 6, BATCH, iterations_per_loop=2)
+
+    starts = []
+    base_fn = pf.dataset_fn_for(files, BATCH, L, P)
+
+    def dataset_fn(input_context=None, start_step=0):
+        starts.append(start_step)
+        return base_fn(input_context, start_step=start_step)
+
+    per_epoch = pf.build_trainer(one_device(), config, None, 6)
+    for end in (2, 4, 6):
+        per_epoch.train(dataset_fn, end, BATCH, iterations_per_loop=2)
+    assert per_epoch.step_losses == one_call.step_losses
+    assert set(starts) == {0}  # built once (plus once for its element spec), never rebuilt
+    assert pf.max_abs_difference(weights(per_epoch), weights(one_call), weights(one_call)) == 0
+
+    # Another stream, or a trainer moved to another step, gets a new iterator at its step.
+    other_fn = pf.dataset_fn_for(files, BATCH, L, P)
+    per_epoch.global_step = 5
+    starts.clear()
+    per_epoch.train(dataset_fn, 6, BATCH)
+    per_epoch.train(other_fn, 7, BATCH)
+    assert starts == [5]
+
+
 MIRRORED_SCRIPT = textwrap.dedent("""
     import json, sys
     import numpy as np
