@@ -39,7 +39,8 @@ seed) read from start to end by an uninterrupted run; checkpoints do not touch i
 resumes at step s asks `dataset_fn(input_context, start_step=s)` for the same stream advanced by
 s steps (make_dataset_fn skips the records already read, before parsing them), so a resumed run
 and an uninterrupted one read identical batches. No iterator state is stored (tf.distribute's
-iterators cannot be checkpointed), only global_step.
+iterators cannot be checkpointed), only global_step. Within a process, a train() call that goes
+on from where the last one stopped, with the same dataset_fn, keeps reading its iterator.
 """
 
 import functools
@@ -684,6 +685,10 @@ class Trainer:
         # distributed iterator is deleted (see `distribute`).
         self._kept_input = (dataset_fn, iterator, self.global_step)
         return self.history
+
+    def release_input(self):
+        """Delete the input iterator kept for a next train() call (frees its buffers)."""
+        self._kept_input = None
 
     # -- evaluation ---------------------------------------------------------------------------
 
