@@ -35,6 +35,8 @@ import numpy as np
 
 import errors
 
+# Dynamic padding pads each batch to a multiple of this (few distinct shapes to trace).
+PAD_MULTIPLE = 16
 # A header line is recognised by its label field being one of these words.
 HEADER_LABEL_WORDS = frozenset({"label", "labels", "gold_label", "标签", "类别", "y"})
 # How many malformed rows are quoted (file:line) in a report.
@@ -491,7 +493,7 @@ def make_batches(lengths, batch_size, shuffle, seed=0, bucket=True, bucket_windo
     return batches
 
 
-def padded_length(batch_max_length, max_seq_length, fixed_length, multiple=16):
+def padded_length(batch_max_length, max_seq_length, fixed_length, multiple=PAD_MULTIPLE):
     """The padded sequence length of a batch.
 
     Dynamic padding rounds up to a multiple of `multiple` so that tf.function / XLA see only
@@ -565,24 +567,22 @@ def make_dataset(features, batches, max_seq_length, fixed_length=False, batch_si
     """
     import tensorflow as tf
 
-    def ragged(rows):
-        flat = np.concatenate(rows) if rows else np.zeros([0], np.int32)
-        return tf.RaggedTensor.from_row_lengths(flat.astype(np.int32), features.lengths)
+    def ragged(rows, row_lengths):
+        flat = np.concatenate(rows).astype(np.int32) if len(rows) else np.zeros([0], np.int32)
+        return tf.RaggedTensor.from_row_lengths(flat, np.asarray(row_lengths, np.int64))
 
-    input_ids = ragged(features.input_ids)
-    segment_ids = ragged(features.segment_ids)
+    input_ids = ragged(features.input_ids, features.lengths)
+    segment_ids = ragged(features.segment_ids, features.lengths)
     label_ids = tf.constant(features.label_ids, tf.int32)
-    sizes = np.asarray([len(b) for b in batches], np.int64)
-    flat_indices = np.concatenate(batches).astype(np.int32) if batches else np.zeros([0], np.int32)
-    index_batches = tf.RaggedTensor.from_row_lengths(flat_indices, sizes)
+    index_batches = ragged(batches, [len(b) for b in batches])
 
     def pad(indices):
         ids = tf.gather(input_ids, indices)
         lengths = tf.cast(ids.row_lengths(), tf.int32)
         if fixed_length:
             length = tf.constant(max_seq_length, tf.int32)
-        else:  # as padded_length(): round up to a multiple of 16, at most max_seq_length
-            rounded = (tf.reduce_max(lengths) + 15) // 16 * 16
+        else:  # as padded_length(): round up to a multiple of PAD_MULTIPLE, at most max_seq_length
+            rounded = -(-tf.reduce_max(lengths) // PAD_MULTIPLE) * PAD_MULTIPLE
             length = tf.clip_by_value(rounded, 1, max_seq_length)
 
         def dense(values):
