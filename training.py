@@ -615,8 +615,10 @@ class Trainer:
         """Iterator over dataset_fn(input_context, start_step) distributed over the replicas."""
         dataset = self.distribute(functools.partial(dataset_fn, start_step=start_step))
         if self._train_steps is None:
-            local = dataset_fn(tf.distribute.InputContext(
-                num_replicas_in_sync=self.strategy.num_replicas_in_sync))
+            local = dataset  # one device: already the plain per-replica dataset
+            if not isinstance(dataset, tf.data.Dataset):
+                local = dataset_fn(tf.distribute.InputContext(
+                    num_replicas_in_sync=self.strategy.num_replicas_in_sync))
             self._train_steps = self._build_train_steps(self._metric_structure(local.element_spec))
         return iter(dataset)
 
