@@ -152,6 +152,11 @@ class DataProcessor:
         """Human-readable names of `get_labels()` (the labels themselves by default)."""
         return list(self.get_labels())
 
+    def is_pair_task(self):
+        """Whether examples have a text_b (so they need [CLS] a [SEP] b [SEP])."""
+        columns = getattr(self, "columns", None)
+        return columns is None or "text_b" in columns
+
     def split_path(self, data_dir, split):
         """The file for `split` in `data_dir`: the first candidate name that exists."""
         candidates = self.file_names[split]
@@ -505,25 +510,6 @@ def padded_length(batch_max_length, max_seq_length, fixed_length, multiple=PAD_M
     return int(min(max(rounded, 1), max_seq_length))
 
 
-def pad_batch(features, indices, max_seq_length, fixed_length=False):
-    """Gather `indices` into a padded batch: dict of int32 arrays (labels [B], rest [B,L])."""
-    length = padded_length(features.lengths[indices].max(), max_seq_length, fixed_length)
-    input_ids = np.zeros((len(indices), length), np.int32)
-    input_mask = np.zeros((len(indices), length), np.int32)
-    segment_ids = np.zeros((len(indices), length), np.int32)
-    for row, index in enumerate(indices):
-        n = features.lengths[index]
-        input_ids[row, :n] = features.input_ids[index]
-        input_mask[row, :n] = 1
-        segment_ids[row, :n] = features.segment_ids[index]
-    return {
-        "input_ids": input_ids,
-        "input_mask": input_mask,
-        "segment_ids": segment_ids,
-        "label_ids": features.label_ids[indices],
-    }
-
-
 def batches_per_epoch(num_examples, batch_size, drop_remainder=False):
     """Batches in one pass: the last partial batch counts unless it is dropped."""
     if drop_remainder:
@@ -560,8 +546,7 @@ def make_dataset(features, batches, max_seq_length, fixed_length=False, batch_si
 
     The pipeline is pure TensorFlow: the token ids live in ragged tensors and each batch is a
     gather + pad, so no Python (and no GIL) is involved while training reads it, and tf.data
-    pads batches in parallel. Each batch equals `pad_batch(features, indices, ...)`, computed
-    by NumPy for evaluation and prediction. Shapes are [batch, seq] with seq = None
+    pads batches in parallel. Evaluation and prediction read it too (inference.predict). Shapes are [batch, seq] with seq = None
     (dynamic padding) or max_seq_length (fixed), and batch = None unless `batch_size` is
     given (a static batch, for TPUs).
     """

@@ -31,8 +31,8 @@ import shutil
 import numpy as np
 from absl import flags, logging
 
+import checkpoints
 import errors
-import export_savedmodel
 import modeling
 from errors import AlbertError
 
@@ -44,39 +44,65 @@ def define_flags():
     flags.DEFINE_string("tf_checkpoint_path", None, "TF checkpoint prefix (.../albert_model.ckpt).")
     flags.DEFINE_string("albert_config_file", None, "The ALBERT config JSON of the checkpoint.")
     flags.DEFINE_string("bert_config_file", None, "Alias of --albert_config_file.")
-    flags.DEFINE_string("vocab_file", None, "Optional vocab.txt; written with a BertTokenizer config.")
+    flags.DEFINE_string(
+        "vocab_file", None, "Optional vocab.txt; written with a BertTokenizer config."
+    )
     flags.DEFINE_string("output_dir", None, "Directory for config.json, model.safetensors, ...")
-    flags.DEFINE_enum("style", None, list(modeling.STYLES),
-                      "Checkpoint naming style; inferred from the checkpoint/config when omitted.")
+    flags.DEFINE_enum(
+        "style",
+        None,
+        list(modeling.STYLES),
+        "Checkpoint naming style; inferred from the checkpoint/config when omitted.",
+    )
     flags.DEFINE_bool("do_lower_case", True, "Written into the tokenizer config.")
 
 
 # Our (original TF) activation names -> HF ACT2FN names. TF "gelu" is the tanh approximation,
 # which HF calls "gelu_new".
-_HF_ACTIVATIONS = {"gelu": "gelu_new", "gelu_new": "gelu_new", "relu": "relu", "swish": "swish",
-                   "tanh": "tanh", "linear": "linear"}
+_HF_ACTIVATIONS = {
+    "gelu": "gelu_new",
+    "gelu_new": "gelu_new",
+    "relu": "relu",
+    "swish": "swish",
+    "tanh": "tanh",
+    "linear": "linear",
+}
 
 _INSTALL_HINT = "pip install -r requirements-dev.txt"
 
 _PRELN_MESSAGE = (
-    "brightmart pre-LN models (ln_type \"preln\") cannot be converted: HF transformers' "
+    'brightmart pre-LN models (ln_type "preln") cannot be converted: HF transformers\' '
     "AlbertLayer is post-LN only, so no HF ALBERT computes the same function; serve it with "
-    "export_savedmodel.py instead")
+    "export_savedmodel.py instead"
+)
 
 # Google-style TF names -> HF state-dict keys. (pattern, replacement, transpose_kernel).
 # TF dense kernels are [in, out]; torch Linear weights are [out, in].
 _LAYER = r"bert/encoder/transformer/group_(\d+)/inner_group_(\d+)/"
 _HF_LAYER = r"albert.encoder.albert_layer_groups.\1.albert_layers.\2."
 _GOOGLE_TO_HF = [
-    (r"bert/embeddings/(word|position|token_type)_embeddings",
-     r"albert.embeddings.\1_embeddings.weight", False),
+    (
+        r"bert/embeddings/(word|position|token_type)_embeddings",
+        r"albert.embeddings.\1_embeddings.weight",
+        False,
+    ),
     (r"bert/embeddings/LayerNorm/gamma", "albert.embeddings.LayerNorm.weight", False),
     (r"bert/embeddings/LayerNorm/beta", "albert.embeddings.LayerNorm.bias", False),
-    (r"bert/encoder/embedding_hidden_mapping_in/kernel",
-     "albert.encoder.embedding_hidden_mapping_in.weight", True),
-    (r"bert/encoder/embedding_hidden_mapping_in/bias",
-     "albert.encoder.embedding_hidden_mapping_in.bias", False),
-    (_LAYER + r"attention_1/self/(query|key|value)/kernel", _HF_LAYER + r"attention.\3.weight", True),
+    (
+        r"bert/encoder/embedding_hidden_mapping_in/kernel",
+        "albert.encoder.embedding_hidden_mapping_in.weight",
+        True,
+    ),
+    (
+        r"bert/encoder/embedding_hidden_mapping_in/bias",
+        "albert.encoder.embedding_hidden_mapping_in.bias",
+        False,
+    ),
+    (
+        _LAYER + r"attention_1/self/(query|key|value)/kernel",
+        _HF_LAYER + r"attention.\3.weight",
+        True,
+    ),
     (_LAYER + r"attention_1/self/(query|key|value)/bias", _HF_LAYER + r"attention.\3.bias", False),
     (_LAYER + r"attention_1/output/dense/kernel", _HF_LAYER + "attention.dense.weight", True),
     (_LAYER + r"attention_1/output/dense/bias", _HF_LAYER + "attention.dense.bias", False),
@@ -102,7 +128,7 @@ _GOOGLE_TO_HF = [
     (r"output_bias", "classifier.bias", False),
 ]
 
-# brightmart layer scopes -> google layer scopes (docs §1c, last paragraph). Order matters:
+# brightmart layer scopes -> google layer scopes (docs/formats.md#folding-brightmart-into-google). Order matters:
 # the longer `attention/output/...` and `output/LayerNorm` rules come before `output/dense`.
 _BRIGHTMART_LAYER_RENAMES = [
     ("attention/self/", "attention_1/self/"),
@@ -123,14 +149,13 @@ def read_checkpoint_weights(config, checkpoint_path, style):
     Going through `modeling.load_checkpoint` gives the same clear errors as every other script
     (wrong config for the checkpoint, truncated files, missing variables).
     """
-    style, encoder, pretraining, classifier = export_savedmodel.build_models(
-        config, checkpoint_path, style)
+    models = checkpoints.build_models(config, checkpoint_path, style)
     weights = {}
-    for model in (encoder, pretraining, classifier):
+    for model in (models.encoder, models.pretraining, models.classifier):
         if model is not None:
             weights.update({name: var.numpy() for name, var in model.named_variables().items()})
-    num_labels = classifier.num_labels if classifier is not None else None
-    return style, weights, pretraining is not None, num_labels
+    num_labels = models.classifier.num_labels if models.classifier is not None else None
+    return models.style, weights, models.pretraining is not None, num_labels
 
 
 def fold_brightmart_into_google(weights, config):
@@ -151,7 +176,7 @@ def fold_brightmart_into_google(weights, config):
             rest = match.group(2)
             for old, new in _BRIGHTMART_LAYER_RENAMES:
                 if rest.startswith(old):
-                    rest = new + rest[len(old):]
+                    rest = new + rest[len(old) :]
                     break
             name = f"bert/encoder/transformer/group_{group}/inner_group_0/{rest}"
         folded[name] = value
@@ -161,8 +186,10 @@ def fold_brightmart_into_google(weights, config):
 
 
 def _identity_projection(hidden_size):
-    return {"bert/encoder/embedding_hidden_mapping_in/kernel": np.eye(hidden_size, dtype=np.float32),
-            "bert/encoder/embedding_hidden_mapping_in/bias": np.zeros(hidden_size, np.float32)}
+    return {
+        "bert/encoder/embedding_hidden_mapping_in/kernel": np.eye(hidden_size, dtype=np.float32),
+        "bert/encoder/embedding_hidden_mapping_in/bias": np.zeros(hidden_size, np.float32),
+    }
 
 
 def google_to_hf_state_dict(weights):
@@ -177,10 +204,14 @@ def google_to_hf_state_dict(weights):
                 break
         else:
             if name.startswith("loss/"):
-                raise AlbertError(f"checkpoint variable {name} (brightmart pre-LN classifier) has "
-                                  "no place in HF's ALBERT; it cannot be converted.")
-            raise AlbertError(f"checkpoint variable {name} has no HF transformers equivalent; "
-                              "is this an ALBERT checkpoint?")
+                raise AlbertError(
+                    f"checkpoint variable {name} (brightmart pre-LN classifier) has "
+                    "no place in HF's ALBERT; it cannot be converted."
+                )
+            raise AlbertError(
+                f"checkpoint variable {name} has no HF transformers equivalent; "
+                "is this an ALBERT checkpoint?"
+            )
     return state
 
 
@@ -194,7 +225,8 @@ def hf_group_layout(num_layers, num_groups):
             raise AlbertError(
                 f"num_hidden_layers={num_layers} with num_hidden_groups={num_groups}: HF assigns "
                 f"layer {layer} to group {hf_group} but the TF model uses group {google_group} "
-                "(floating-point rounding), so HF cannot reproduce this model exactly.")
+                "(floating-point rounding), so HF cannot reproduce this model exactly."
+            )
         if google_group not in used:
             used.append(google_group)
     return used
@@ -212,7 +244,7 @@ def fill_unused_groups(state, num_groups, used_groups):
             continue
         source = max(g for g in used_groups if g < group)
         for key in [k for k in state if k.startswith(f"{prefix}{source}.")]:
-            state[f"{prefix}{group}." + key[len(f"{prefix}{source}."):]] = state[key].copy()
+            state[f"{prefix}{group}." + key[len(f"{prefix}{source}.") :]] = state[key].copy()
         filled.append(group)
     return filled
 
@@ -220,13 +252,14 @@ def fill_unused_groups(state, num_groups, used_groups):
 # ----------------------------------------------------------------------------- output
 
 
-def hf_config_dict(config, embedding_size, num_groups, inner_group_num, num_labels,
-                   architectures):
+def hf_config_dict(config, embedding_size, num_groups, inner_group_num, num_labels, architectures):
     """The HF AlbertConfig fields for our model (tanh gelu, eps 1e-12, BertTokenizer)."""
     activation = config.hidden_act
     if activation not in _HF_ACTIVATIONS:
-        raise AlbertError(f"hidden_act {activation!r} has no HF transformers equivalent; use one of "
-                          f"{sorted(_HF_ACTIVATIONS)}.")
+        raise AlbertError(
+            f"hidden_act {activation!r} has no HF transformers equivalent; use one of "
+            f"{sorted(_HF_ACTIVATIONS)}."
+        )
     values = {
         "architectures": architectures,
         "model_type": "albert",
@@ -260,8 +293,10 @@ def check_vocab_size(vocab_file, vocab_size):
     with open(vocab_file, encoding="utf-8") as f:
         num_tokens = sum(1 for _ in f)
     if num_tokens != vocab_size:
-        raise AlbertError(f"{vocab_file} has {num_tokens} tokens but the config's vocab_size is "
-                          f"{vocab_size}: pass the vocab.txt released with this checkpoint.")
+        raise AlbertError(
+            f"{vocab_file} has {num_tokens} tokens but the config's vocab_size is "
+            f"{vocab_size}: pass the vocab.txt released with this checkpoint."
+        )
 
 
 def write_tokenizer_files(vocab_file, output_dir, do_lower_case, max_length):
@@ -276,8 +311,11 @@ def write_tokenizer_files(vocab_file, output_dir, do_lower_case, max_length):
         "do_lower_case": do_lower_case,
         "tokenize_chinese_chars": True,
         "model_max_length": max_length,
-        "unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]",
-        "cls_token": "[CLS]", "mask_token": "[MASK]",
+        "unk_token": "[UNK]",
+        "sep_token": "[SEP]",
+        "pad_token": "[PAD]",
+        "cls_token": "[CLS]",
+        "mask_token": "[MASK]",
     }
     with open(os.path.join(output_dir, "tokenizer_config.json"), "w", encoding="utf-8") as f:
         json.dump(tokenizer_config, f, indent=2)
@@ -289,8 +327,10 @@ def _import_torch_stack():
         import torch
         import transformers
     except ImportError as e:
-        raise AlbertError(f"converting to PyTorch needs torch and transformers ({e.name} is not "
-                          f"installed): {_INSTALL_HINT}") from None
+        raise AlbertError(
+            f"converting to PyTorch needs torch and transformers ({e.name} is not "
+            f"installed): {_INSTALL_HINT}"
+        ) from None
     return torch, transformers, safetensors.torch
 
 
@@ -301,8 +341,10 @@ def verify_loads(output_dir, architectures, transformers):
         model_class = getattr(transformers, class_name)
         _, info = model_class.from_pretrained(output_dir, output_loading_info=True)
         if info["missing_keys"] or info["mismatched_keys"]:
-            raise RuntimeError(f"{class_name} misses {sorted(info['missing_keys'])} / mismatched "
-                               f"{sorted(info['mismatched_keys'])} in {output_dir} (converter bug)")
+            raise RuntimeError(
+                f"{class_name} misses {sorted(info['missing_keys'])} / mismatched "
+                f"{sorted(info['mismatched_keys'])} in {output_dir} (converter bug)"
+            )
 
 
 def convert(config, checkpoint_path, output_dir, style=None, vocab_file=None, do_lower_case=True):
@@ -315,8 +357,7 @@ def convert(config, checkpoint_path, output_dir, style=None, vocab_file=None, do
     style = modeling.resolve_style(config, init_checkpoint=checkpoint_path, style_flag=style)
     if style == "brightmart" and config.ln_type == "preln":
         raise AlbertError(_PRELN_MESSAGE)
-    style, weights, has_heads, num_labels = read_checkpoint_weights(
-        config, checkpoint_path, style)
+    style, weights, has_heads, num_labels = read_checkpoint_weights(config, checkpoint_path, style)
 
     if style == "brightmart":
         weights = fold_brightmart_into_google(weights, config)
@@ -341,24 +382,34 @@ def convert(config, checkpoint_path, output_dir, style=None, vocab_file=None, do
         # HF sizes the SOP head by config.num_labels too, so one directory cannot hold both a
         # C-way classifier and the pretraining heads; a fine-tuned model keeps its classifier.
         dropped_heads = has_heads
-        state = {k: v for k, v in state.items()
-                 if not k.startswith(("predictions.", "sop_classifier."))}
+        state = {
+            k: v for k, v in state.items() if not k.startswith(("predictions.", "sop_classifier."))
+        }
     else:
         architectures = ["AlbertForPreTraining" if has_heads else "AlbertModel"]
     os.makedirs(output_dir, exist_ok=True)
-    hf_config = transformers.AlbertConfig(**hf_config_dict(
-        config, embedding_size, num_groups, inner_group_num, num_labels, architectures))
+    hf_config = transformers.AlbertConfig(
+        **hf_config_dict(
+            config, embedding_size, num_groups, inner_group_num, num_labels, architectures
+        )
+    )
     hf_config.save_pretrained(output_dir)
     tensors = {key: torch.from_numpy(value) for key, value in state.items()}
-    safetensors_torch.save_file(tensors, os.path.join(output_dir, "model.safetensors"),
-                                metadata={"format": "pt"})
+    safetensors_torch.save_file(
+        tensors, os.path.join(output_dir, "model.safetensors"), metadata={"format": "pt"}
+    )
     if vocab_file:
-        write_tokenizer_files(vocab_file, output_dir, do_lower_case,
-                              config.max_position_embeddings)
+        write_tokenizer_files(vocab_file, output_dir, do_lower_case, config.max_position_embeddings)
     verify_loads(output_dir, architectures, transformers)
-    return {"style": style, "architectures": architectures, "num_tensors": len(state),
-            "filled_unused_groups": filled_groups, "has_pretraining_heads": has_heads,
-            "dropped_pretraining_heads": dropped_heads, "num_labels": num_labels}
+    return {
+        "style": style,
+        "architectures": architectures,
+        "num_tensors": len(state),
+        "filled_unused_groups": filled_groups,
+        "has_pretraining_heads": has_heads,
+        "dropped_pretraining_heads": dropped_heads,
+        "num_labels": num_labels,
+    }
 
 
 def main(argv):
@@ -370,19 +421,37 @@ def main(argv):
         raise AlbertError("--output_dir is required.")
     _import_torch_stack()  # fail fast, before the slow TF work
     config = modeling.AlbertConfig.from_json_file(config_file)
-    summary = convert(config, FLAGS.tf_checkpoint_path, FLAGS.output_dir, style=FLAGS.style,
-                      vocab_file=FLAGS.vocab_file, do_lower_case=FLAGS.do_lower_case)
+    summary = convert(
+        config,
+        FLAGS.tf_checkpoint_path,
+        FLAGS.output_dir,
+        style=FLAGS.style,
+        vocab_file=FLAGS.vocab_file,
+        do_lower_case=FLAGS.do_lower_case,
+    )
     if summary["filled_unused_groups"]:
-        logging.info("groups %s are never used by any layer; filled with copies of the nearest "
-                     "lower group so HF's ModuleList is complete", summary["filled_unused_groups"])
+        logging.info(
+            "groups %s are never used by any layer; filled with copies of the nearest "
+            "lower group so HF's ModuleList is complete",
+            summary["filled_unused_groups"],
+        )
     if summary["dropped_pretraining_heads"]:
-        logging.info("the checkpoint has both a classifier and cls/ heads; wrote the classifier "
-                     "(AlbertForSequenceClassification) and left out the pretraining heads")
+        logging.info(
+            "the checkpoint has both a classifier and cls/ heads; wrote the classifier "
+            "(AlbertForSequenceClassification) and left out the pretraining heads"
+        )
     elif not summary["has_pretraining_heads"] and not summary["num_labels"]:
-        logging.info("the checkpoint has no cls/ pretraining heads: load it with AlbertModel "
-                     "(AlbertForPreTraining would initialise the heads randomly)")
-    logging.info("wrote %s (%s, %d tensors, style %s)", FLAGS.output_dir,
-                 ", ".join(summary["architectures"]), summary["num_tensors"], summary["style"])
+        logging.info(
+            "the checkpoint has no cls/ pretraining heads: load it with AlbertModel "
+            "(AlbertForPreTraining would initialise the heads randomly)"
+        )
+    logging.info(
+        "wrote %s (%s, %d tensors, style %s)",
+        FLAGS.output_dir,
+        ", ".join(summary["architectures"]),
+        summary["num_tensors"],
+        summary["style"],
+    )
     print(json.dumps(summary))
 
 

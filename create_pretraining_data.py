@@ -1,7 +1,7 @@
 """Create ALBERT pretraining TFRecords from raw Chinese text: whole-word masking + SOP.
 
-Same flags and output schema as brightmart/albert_zh `create_pretraining_data.py` (docs §3,
-§4), so files from either tool feed either trainer. What is different, and why:
+Same flags and output schema as brightmart/albert_zh `create_pretraining_data.py` (docs/formats.md,
+"Pretraining TFRecords" and "Pretraining data generation"), so files from either tool feed either trainer. What is different, and why:
 
 * Streaming and parallel. The input is read as a stream of documents and cut into blocks of
   about `--block_chars` characters (at document boundaries). Worker processes turn blocks
@@ -45,7 +45,6 @@ Usage:
 import codecs
 import collections
 import dataclasses
-import glob
 import json
 import multiprocessing
 import os
@@ -57,6 +56,7 @@ import time
 from absl import flags, logging
 
 import errors
+import pretraining_data
 import tokenization
 
 FLAGS = flags.FLAGS
@@ -70,11 +70,8 @@ MAX_DOCUMENT_CHARS = 500_000
 # Sentences for --one_document_per_line: text up to 。！？!? (and the closing quotes after it).
 _SENTENCE = re.compile(r".+?(?:[。！？!?]+[”’」』）)\"']*|$)")
 
-# BERT pads exactly these code points with spaces, so each is a token boundary (docs §6).
-_CJK_CLASS = (
-    "\u4e00-\u9fff\u3400-\u4dbf\U00020000-\U0002a6df\U0002a700-\U0002b73f"
-    "\U0002b740-\U0002b81f\U0002b820-\U0002ceaf\uf900-\ufaff\U0002f800-\U0002fa1f"
-)
+# BERT pads exactly the CJK code points with spaces, so each is a token boundary.
+_CJK_CLASS = tokenization.CJK_CHAR_CLASS
 # A line splits into single CJK characters and runs of other non-space characters; both
 # are token boundaries for BERT's BasicTokenizer, so tokenizing the pieces one by one gives
 # exactly the tokens of the whole line (tests/test_create_pretraining_data.py checks this).
@@ -194,28 +191,6 @@ def iter_blocks(documents, block_chars):
         yield Block(index, batch, num_bytes)
 
 
-def expand_file_list(spec, what):
-    """Expand a comma list of paths/globs, keeping the given order (globs sorted)."""
-    paths = []
-    for item in (part.strip() for part in (spec or "").split(",")):
-        if not item:
-            continue
-        if glob.has_magic(item):
-            matches = sorted(path for path in glob.glob(item) if os.path.isfile(path))
-            if not matches:
-                raise errors.AlbertError(f"--{what}: no file matches {item!r}")
-            paths.extend(matches)
-        elif os.path.isdir(item):
-            raise errors.AlbertError(f"--{what}: {item} is a directory; give files or a glob")
-        elif not os.path.isfile(item):
-            raise errors.AlbertError(f"--{what}: file not found: {item}")
-        else:
-            paths.append(item)
-    if not paths:
-        raise errors.AlbertError(f"--{what} is empty; give a comma list of files or globs")
-    return paths
-
-
 # ----------------------------------------------------------------------------- worker side
 
 
@@ -275,24 +250,28 @@ class BlockProcessor:
         # The 10% random replacements must look like real input: no [PAD]/[unused*]/special
         # tokens and no "##X" Chinese entries (the tokenizer never produces those).
         self.replacement_ids = sorted(
-            token_id for token, token_id in vocab.items()
+            token_id
+            for token, token_id in vocab.items()
             if not (token.startswith("[") and token.endswith("]") and len(token) > 2)
             and not (token.startswith("##") and _is_chinese_text(token[2:]))
             and token.strip()
         )
         # id of "X" -> id of "##X", for --original_wwm_labels.
         self.hash_label_ids = {
-            token_id: vocab["##" + token] for token, token_id in vocab.items()
+            token_id: vocab["##" + token]
+            for token, token_id in vocab.items()
             if _is_chinese_text(token) and "##" + token in vocab
         }
         self.needs_word_starts = config.do_whole_word_mask or (
-            config.original_wwm_labels and not config.non_chinese)
+            config.original_wwm_labels and not config.non_chinese
+        )
         self.use_jieba = self.needs_word_starts and not config.non_chinese
-        self._segment = (tokenization.word_segmenter(config.segmenter) if self.use_jieba
-                         else None)
+        self._segment = tokenization.word_segmenter(config.segmenter) if self.use_jieba else None
         self._piece_cache = {}
-        self.varint = [_encode_varint(value) for value in range(
-            max(max(vocab.values()), config.max_seq_length) + 1)]
+        self.varint = [
+            _encode_varint(value)
+            for value in range(max(max(vocab.values()), config.max_seq_length) + 1)
+        ]
         self.stats = collections.Counter()
         self.skipped_line_examples = []
 
@@ -310,8 +289,9 @@ class BlockProcessor:
         tokens = self.tokenizer.tokenize(piece)
         entry = (
             self.tokenizer.convert_tokens_to_ids(tokens),
-            "".join(token if len(token) == 1 and _is_chinese_text(token) else " "
-                    for token in tokens),
+            "".join(
+                token if len(token) == 1 and _is_chinese_text(token) else " " for token in tokens
+            ),
             bytes(0 if token.startswith("##") else 1 for token in tokens),
         )
         if len(self._piece_cache) > 100_000:  # bound the memory taken by rare pieces
@@ -323,11 +303,16 @@ class BlockProcessor:
         """Return (ids, jieba text, WordPiece word-start flags) of one line; the ids equal
         FullTokenizer's, the text and flags have one entry per token."""
         cache = self._piece_cache
-        entries = [cache[piece] if piece in cache else self._tokenize_piece(piece)
-                   for piece in _PIECES.findall(line)]
+        entries = [
+            cache[piece] if piece in cache else self._tokenize_piece(piece)
+            for piece in _PIECES.findall(line)
+        ]
         ids = [token_id for entry in entries for token_id in entry[0]]
-        return ids, "".join([entry[1] for entry in entries]), b"".join(
-            [entry[2] for entry in entries])
+        return (
+            ids,
+            "".join([entry[1] for entry in entries]),
+            b"".join([entry[2] for entry in entries]),
+        )
 
     def word_starts(self, jieba_text, wordpiece_starts):
         """Flags, 1 where a token starts a whole word: the same words as
@@ -359,15 +344,19 @@ class BlockProcessor:
                 if not ids:
                     continue
                 found = True
-                starts = (self.word_starts(jieba_text, wordpiece_starts)
-                          if self.needs_word_starts else b"")
+                starts = (
+                    self.word_starts(jieba_text, wordpiece_starts)
+                    if self.needs_word_starts
+                    else b""
+                )
                 sentences.append(Sentence(ids, starts))
                 self.stats["input_tokens"] += len(ids)
             if not found:
                 self.stats["skipped_lines"] += 1
                 if len(self.skipped_line_examples) < 5:
                     self.skipped_line_examples.append(
-                        f"{document.path}:{document.first_line + offset}")
+                        f"{document.path}:{document.first_line + offset}"
+                    )
         return sentences
 
     # -- instances ------------------------------------------------------------
@@ -386,8 +375,11 @@ class BlockProcessor:
                 yield from self.document_instances(sentences, rng)
 
     def document_instances(self, sentences, rng):
-        """Cut one document into [CLS] A [SEP] B [SEP] instances (docs §4, with the
-        single-sentence fix described in the module docstring)."""
+        """Cut one document into [CLS] A [SEP] B [SEP] instances.
+
+        See docs/formats.md#instances-from-a-document, plus the single-sentence fix described
+        in the module docstring.
+        """
         max_num_tokens = self.config.max_seq_length - 3
         target_length = max_num_tokens
         if rng.random() < self.config.short_seq_prob:
@@ -426,8 +418,7 @@ class BlockProcessor:
         return (ids[:cut], starts[:cut]), (ids[cut:], starts[cut:])
 
     def make_instance(self, part_a, part_b, max_num_tokens, rng):
-        (ids_a, starts_a), (ids_b, starts_b) = truncate_pair(
-            part_a, part_b, max_num_tokens, rng)
+        (ids_a, starts_a), (ids_b, starts_b) = truncate_pair(part_a, part_b, max_num_tokens, rng)
         is_swapped = int(rng.random() < 0.5)
         if is_swapped:
             (ids_a, starts_a), (ids_b, starts_b) = (ids_b, starts_b), (ids_a, starts_a)
@@ -440,23 +431,31 @@ class BlockProcessor:
     def masking_units(self, length_a, length_b, starts):
         """Ranges of input positions masked together: whole words, or single tokens."""
         if not self.config.do_whole_word_mask:
-            return [range(p, p + 1) for p in (*range(1, 1 + length_a),
-                                              *range(length_a + 2, length_a + 2 + length_b))]
+            return [
+                range(p, p + 1)
+                for p in (*range(1, 1 + length_a), *range(length_a + 2, length_a + 2 + length_b))
+            ]
         units = []
         # A unit is a start flag and the 0 flags after it; the first token of A and of B
         # always starts one (a word cut by truncation or by the A/B split resumes as a unit).
-        for part_starts, first_position in ((starts[:length_a], 1),
-                                            (starts[length_a:], length_a + 2)):
-            units += [range(first_position + match.start(), first_position + match.end())
-                      for match in _WORD_UNIT.finditer(part_starts)]
+        for part_starts, first_position in (
+            (starts[:length_a], 1),
+            (starts[length_a:], length_a + 2),
+        ):
+            units += [
+                range(first_position + match.start(), first_position + match.end())
+                for match in _WORD_UNIT.finditer(part_starts)
+            ]
         return units
 
     def mask_tokens(self, input_ids, units, starts, num_a, rng):
         """Choose whole units (n-grams of them if --ngram > 1) up to the budget and apply
         80% [MASK] / 10% keep / 10% random. Returns sorted positions and their labels."""
         config = self.config
-        budget = min(config.max_predictions_per_seq,
-                     max(1, int(round(len(input_ids) * config.masked_lm_prob))))
+        budget = min(
+            config.max_predictions_per_seq,
+            max(1, int(round(len(input_ids) * config.masked_lm_prob))),
+        )
         unit_order = list(range(len(units)))
         rng.shuffle(unit_order)
         covered = bytearray(len(units))
@@ -467,12 +466,17 @@ class BlockProcessor:
             if covered[first]:
                 continue
             max_n = min(config.ngram, len(units) - first)
-            n = 1 if max_n == 1 else rng.choices(
-                range(1, max_n + 1), weights=[1.0 / k for k in range(1, max_n + 1)])[0]
+            n = (
+                1
+                if max_n == 1
+                else rng.choices(
+                    range(1, max_n + 1), weights=[1.0 / k for k in range(1, max_n + 1)]
+                )[0]
+            )
             # Back off to fewer words when the n-gram does not fit the budget (as Google).
-            while n > 0 and len(chosen) + sum(len(u) for u in units[first:first + n]) > budget:
+            while n > 0 and len(chosen) + sum(len(u) for u in units[first : first + n]) > budget:
                 n -= 1
-            if n == 0 or any(covered[first:first + n]):
+            if n == 0 or any(covered[first : first + n]):
                 continue
             for unit_index in range(first, first + n):
                 covered[unit_index] = 1
@@ -510,19 +514,27 @@ class BlockProcessor:
         num_masked = len(instance.masked_positions)
         label_padding = b"\x00" * (max_predictions - num_masked)
         features = [
-            _int64_feature(b"input_ids",
-                           b"".join([varint[i] for i in instance.input_ids]) + padding),
+            _int64_feature(
+                b"input_ids", b"".join([varint[i] for i in instance.input_ids]) + padding
+            ),
             _int64_feature(b"input_mask", b"\x01" * num_tokens + padding),
-            _int64_feature(b"segment_ids", b"\x00" * instance.num_segment_a_tokens
-                           + b"\x01" * (num_tokens - instance.num_segment_a_tokens) + padding),
-            _int64_feature(b"masked_lm_positions",
-                           b"".join([varint[p] for p in instance.masked_positions])
-                           + label_padding),
-            _int64_feature(b"masked_lm_ids",
-                           b"".join([varint[i] for i in instance.masked_label_ids])
-                           + label_padding),
-            _float_feature(b"masked_lm_weights",
-                           [1.0] * num_masked + [0.0] * (max_predictions - num_masked)),
+            _int64_feature(
+                b"segment_ids",
+                b"\x00" * instance.num_segment_a_tokens
+                + b"\x01" * (num_tokens - instance.num_segment_a_tokens)
+                + padding,
+            ),
+            _int64_feature(
+                b"masked_lm_positions",
+                b"".join([varint[p] for p in instance.masked_positions]) + label_padding,
+            ),
+            _int64_feature(
+                b"masked_lm_ids",
+                b"".join([varint[i] for i in instance.masked_label_ids]) + label_padding,
+            ),
+            _float_feature(
+                b"masked_lm_weights", [1.0] * num_masked + [0.0] * (max_predictions - num_masked)
+            ),
             _int64_feature(b"next_sentence_labels", varint[instance.is_swapped]),
         ]
         return _length_delimited(1, b"".join(features))
@@ -562,7 +574,7 @@ def truncate_pair(part_a, part_b, max_num_tokens, rng):
         back = len(ids) - (removed - front)
         ids = ids[front:back]
         if starts:
-            starts = b"\x01" + starts[front + 1:back]  # a cut word resumes as a new unit
+            starts = b"\x01" + starts[front + 1 : back]  # a cut word resumes as a new unit
         return ids, starts
 
     return trim(ids_a, starts_a, removed_a), trim(ids_b, starts_b, removed_b)
@@ -678,20 +690,31 @@ class Progress:
         eta = (self.total_bytes - done_bytes) / rate if rate > 0 else float("inf")
         logging.info(
             "%.1f/%.1f MB (%.0f%%), %.2f MB/s, %d instances, elapsed %.0fs, ETA %.0fs",
-            done_bytes / 1e6, self.total_bytes / 1e6, 100.0 * done_bytes / self.total_bytes,
-            rate / 1e6, instances, elapsed, max(eta, 0.0),
+            done_bytes / 1e6,
+            self.total_bytes / 1e6,
+            100.0 * done_bytes / self.total_bytes,
+            rate / 1e6,
+            instances,
+            elapsed,
+            max(eta, 0.0),
         )
 
 
 def validate(config, num_workers, block_chars):
     checks = [
         (config.max_seq_length >= 5, f"--max_seq_length={config.max_seq_length}: need >= 5"),
-        (config.max_predictions_per_seq >= 1,
-         f"--max_predictions_per_seq={config.max_predictions_per_seq}: need >= 1"),
-        (0.0 < config.masked_lm_prob <= 1.0,
-         f"--masked_lm_prob={config.masked_lm_prob}: need 0 < p <= 1"),
-        (0.0 <= config.short_seq_prob <= 1.0,
-         f"--short_seq_prob={config.short_seq_prob}: need 0 <= p <= 1"),
+        (
+            config.max_predictions_per_seq >= 1,
+            f"--max_predictions_per_seq={config.max_predictions_per_seq}: need >= 1",
+        ),
+        (
+            0.0 < config.masked_lm_prob <= 1.0,
+            f"--masked_lm_prob={config.masked_lm_prob}: need 0 < p <= 1",
+        ),
+        (
+            0.0 <= config.short_seq_prob <= 1.0,
+            f"--short_seq_prob={config.short_seq_prob}: need 0 <= p <= 1",
+        ),
         (config.dupe_factor >= 1, f"--dupe_factor={config.dupe_factor}: need >= 1"),
         (config.ngram >= 1, f"--ngram={config.ngram}: need >= 1"),
         (num_workers >= 0, f"--num_workers={num_workers}: need >= 0 (0 = one per core)"),
@@ -702,8 +725,9 @@ def validate(config, num_workers, block_chars):
             raise errors.AlbertError(message)
 
 
-def generate(config, input_files, output_files, num_workers=1, block_chars=200_000,
-             summary_file=None):
+def generate(
+    config, input_files, output_files, num_workers=1, block_chars=200_000, summary_file=None
+):
     """Run the whole pipeline; returns the summary dict, also written as JSON to
     `summary_file` (default: the first output file + ".summary.json")."""
     validate(config, num_workers, block_chars)
@@ -720,7 +744,8 @@ def generate(config, input_files, output_files, num_workers=1, block_chars=200_0
     pool = None
     if num_workers > 1:
         pool = multiprocessing.get_context("spawn").Pool(
-            num_workers, initializer=_init_worker, initargs=(config,))
+            num_workers, initializer=_init_worker, initargs=(config,)
+        )
         run_block = None
     else:
         local = BlockProcessor(config)
@@ -791,61 +816,89 @@ def generate(config, input_files, output_files, num_workers=1, block_chars=200_0
     if reader.replaced_bytes:
         logging.warning(
             "%d invalid UTF-8 bytes replaced (first in %s); if the file is GBK, convert it "
-            "first: iconv -f gbk -t utf-8", reader.replaced_bytes,
-            ", ".join(reader.bad_byte_lines))
+            "first: iconv -f gbk -t utf-8",
+            reader.replaced_bytes,
+            ", ".join(reader.bad_byte_lines),
+        )
     if stats["skipped_lines"]:
-        logging.warning("%d lines had no tokens and were skipped (e.g. %s)",
-                        stats["skipped_lines"], ", ".join(skipped_examples))
+        logging.warning(
+            "%d lines had no tokens and were skipped (e.g. %s)",
+            stats["skipped_lines"],
+            ", ".join(skipped_examples),
+        )
     if stats["instances"] == 0:
         for path in output_files:  # an empty TFRecord must not be mistaken for data
             os.remove(path)
     if stats["documents"] == 0:
         raise errors.AlbertError(
             f"no text in {', '.join(input_files)}: the input is empty or whitespace only "
-            "(expected UTF-8 text, one sentence per line, blank lines between documents)")
+            "(expected UTF-8 text, one sentence per line, blank lines between documents)"
+        )
     if stats["instances"] == 0:
         raise errors.AlbertError(
             f"no instances from {stats['documents']} documents in {', '.join(input_files)}: "
-            "every document is a single word; give longer text")
+            "every document is a single word; give longer text"
+        )
     return summary
 
 
 def define_flags():
     """The command-line flags (defined only when run as a script, so importing this module
     next to run_pretraining.py, which has flags of the same names, is fine)."""
-    flags.DEFINE_string("input_file", None, "Input text files: a comma list; each item may be a glob.")
     flags.DEFINE_string(
-        "output_file", None, "Output TFRecord files (comma list); instances are dealt round-robin.")
+        "input_file", None, "Input text files: a comma list; each item may be a glob."
+    )
+    flags.DEFINE_string(
+        "output_file", None, "Output TFRecord files (comma list); instances are dealt round-robin."
+    )
     flags.DEFINE_string("vocab_file", None, "The vocab.txt the model was trained with.")
     flags.DEFINE_bool("do_lower_case", True, "Lower-case the input (and strip accents).")
     flags.DEFINE_bool("do_whole_word_mask", False, "Mask whole words (jieba words for Chinese).")
-    flags.DEFINE_integer("max_seq_length", 128, "Maximum sequence length, [CLS] and [SEP]s included.")
-    flags.DEFINE_integer("max_predictions_per_seq", 20, "Maximum number of masked tokens per sequence.")
+    flags.DEFINE_integer(
+        "max_seq_length", 128, "Maximum sequence length, [CLS] and [SEP]s included."
+    )
+    flags.DEFINE_integer(
+        "max_predictions_per_seq", 20, "Maximum number of masked tokens per sequence."
+    )
     flags.DEFINE_integer("random_seed", 12345, "Random seed for data generation.")
     flags.DEFINE_integer("dupe_factor", 10, "Number of times to mask each document differently.")
     flags.DEFINE_float("masked_lm_prob", 0.15, "Fraction of tokens to mask.")
-    flags.DEFINE_float("short_seq_prob", 0.1, "Probability of a shorter than maximum target length.")
+    flags.DEFINE_float(
+        "short_seq_prob", 0.1, "Probability of a shorter than maximum target length."
+    )
     flags.DEFINE_bool(
-        "non_chinese", False, "Not Chinese: words are WordPiece words ('##' pieces), no jieba.")
+        "non_chinese", False, "Not Chinese: words are WordPiece words ('##' pieces), no jieba."
+    )
     flags.DEFINE_integer(
-        "ngram", 1, "Mask n-grams of up to this many whole words (p ~ 1/n); 1 = the original.")
+        "ngram", 1, "Mask n-grams of up to this many whole words (p ~ 1/n); 1 = the original."
+    )
     flags.DEFINE_integer("num_workers", 0, "Worker processes; 0 = one per CPU core.")
     flags.DEFINE_integer(
-        "output_shards", 1, "Split every output file into this many shards (name-0000K-of-0000N).")
+        "output_shards", 1, "Split every output file into this many shards (name-0000K-of-0000N)."
+    )
     flags.DEFINE_bool(
-        "one_document_per_line", False,
-        "Each line is a document (split into sentences at 。！？!?) instead of blank-line breaks.")
+        "one_document_per_line",
+        False,
+        "Each line is a document (split into sentences at 。！？!?) instead of blank-line breaks.",
+    )
     flags.DEFINE_bool(
-        "original_wwm_labels", False,
+        "original_wwm_labels",
+        False,
         "Label non-initial characters of a Chinese word with their '##X' ids, as brightmart's "
-        "generator did (only to continue a checkpoint pretrained on such labels).")
+        "generator did (only to continue a checkpoint pretrained on such labels).",
+    )
     flags.DEFINE_integer(
-        "block_chars", 200_000,
-        "Characters per work block. The output depends on it (not on num_workers).")
+        "block_chars",
+        200_000,
+        "Characters per work block. The output depends on it (not on num_workers).",
+    )
     flags.DEFINE_enum(
-        "segmenter", tokenization.DEFAULT_WORD_SEGMENTER, list(tokenization.WORD_SEGMENTERS),
+        "segmenter",
+        tokenization.DEFAULT_WORD_SEGMENTER,
+        list(tokenization.WORD_SEGMENTERS),
         "Chinese word segmenter for whole-word masking: rjieba (jieba in Rust, ~12x faster) or "
-        "jieba (the Python package); both are jieba's algorithm and dictionary.")
+        "jieba (the Python package); both are jieba's algorithm and dictionary.",
+    )
 
 
 def main(_):
@@ -870,19 +923,26 @@ def main(_):
         segmenter=FLAGS.segmenter,
     )
     tokenization.load_vocab(config.vocab_file)  # a clear error before any worker starts
-    input_files = expand_file_list(FLAGS.input_file, "input_file")
+    input_files = pretraining_data.expand_input_files(FLAGS.input_file, "input_file")
     output_files = output_paths(FLAGS.output_file, FLAGS.output_shards)
-    logging.info("Reading %d input files, writing %d output files", len(input_files),
-                 len(output_files))
+    logging.info(
+        "Reading %d input files, writing %d output files", len(input_files), len(output_files)
+    )
     # Named after --output_file, not after a shard, so that a glob over the shards
     # (train-*) never picks the summary up as a TFRecord.
     summary_file = FLAGS.output_file.split(",")[0].strip() + ".summary.json"
-    summary = generate(config, input_files, output_files, FLAGS.num_workers, FLAGS.block_chars,
-                       summary_file)
+    summary = generate(
+        config, input_files, output_files, FLAGS.num_workers, FLAGS.block_chars, summary_file
+    )
     logging.info(
         "Wrote %d instances from %d documents (%d tokens, %d masked) in %.1fs; summary: %s",
-        summary["instances"], summary["documents"], summary["tokens"],
-        summary["masked_tokens"], summary["seconds"], summary["summary_file"])
+        summary["instances"],
+        summary["documents"],
+        summary["tokens"],
+        summary["masked_tokens"],
+        summary["seconds"],
+        summary["summary_file"],
+    )
 
 
 if __name__ == "__main__":

@@ -11,6 +11,12 @@ class AlbertError(Exception):
     """A problem with the user's input that they can fix (the message says how)."""
 
 
+def first_line(error):
+    """The first line of an exception's message (TensorFlow's run to many lines)."""
+    text = getattr(error, "message", None) or str(error)
+    return text.strip().splitlines()[0] if text.strip() else type(error).__name__
+
+
 def run_main(main):
     """Run an absl `main(argv)`, printing `AlbertError`s as `error: ...` without a traceback."""
     from absl import app

@@ -19,9 +19,6 @@ Usage:
 
   loaded = tf.saved_model.load("/tmp/albert_tiny_savedmodel")
   out = loaded.signatures["serving_default"](input_ids=ids, input_mask=mask, segment_ids=segs)
-
-Other scripts (export_tflite.py) import `build_export_module` / `export_savedmodel`; the flags
-are therefore defined only when this file runs as a script.
 """
 
 import json
@@ -30,7 +27,9 @@ import os
 import tensorflow as tf
 from absl import flags, logging
 
+import checkpoints
 import errors
+import inference
 import modeling
 from errors import AlbertError
 
@@ -38,87 +37,60 @@ FLAGS = flags.FLAGS
 
 
 def define_flags():
-    """Command-line flags (not defined on import, so other scripts can reuse this module)."""
-    flags.DEFINE_string("albert_config_file", None, "The ALBERT config JSON of the checkpoint.")
-    flags.DEFINE_string("bert_config_file", None, "Alias of --albert_config_file.")
-    flags.DEFINE_string("init_checkpoint", None, "Checkpoint prefix (e.g. .../albert_model.ckpt).")
+    checkpoints.define_model_flags(
+        FLAGS,
+        "Checkpoint prefix (e.g. .../albert_model.ckpt) or a model directory (its best, "
+        "else latest checkpoint).",
+    )
     flags.DEFINE_string("export_dir", None, "Directory to write the SavedModel into.")
-    flags.DEFINE_enum("style", None, list(modeling.STYLES),
-                      "Checkpoint naming style; inferred from the checkpoint/config when omitted.")
-
-
-# ----------------------------------------------------------------------------- model
-
-
-def checkpoint_heads(init_checkpoint):
-    """(has `cls/` pretraining heads, number of classifier labels or None) of a checkpoint."""
-    names = modeling.checkpoint_variable_names(init_checkpoint)
-    has_pretraining_heads = "cls/predictions/output_bias" in names
-    num_labels = names["output_weights"][0] if "output_weights" in names else None
-    return has_pretraining_heads, num_labels
-
-
-def build_models(config, init_checkpoint, style=None):
-    """Build and load the encoder plus whatever heads the checkpoint has, sharing one encoder.
-
-    Returns (style, encoder, pretraining model or None, classifier model or None).
-    """
-    style = modeling.resolve_style(config, init_checkpoint=init_checkpoint, style_flag=style)
-    has_pretraining_heads, num_labels = checkpoint_heads(init_checkpoint)
-    pretraining = classifier = None
-    if has_pretraining_heads:
-        pretraining = modeling.AlbertForPretraining(config, style=style)
-        encoder = pretraining.encoder
-    else:
-        encoder = modeling.AlbertModel(config, style=style)
-    if num_labels:
-        classifier = modeling.AlbertForClassification(config, num_labels, style=style,
-                                                      classifier_dropout=0.0)
-        classifier.encoder = encoder  # share the weights instead of holding a second copy
-    for model in (pretraining or encoder, classifier):
-        if model is not None:
-            # Only heads the checkpoint actually has are built, so nothing may be missing.
-            modeling.load_checkpoint(model, init_checkpoint, allow_missing=())
-    return style, encoder, pretraining, classifier
 
 
 class AlbertExportModule(tf.Module):
     """The exported object: the loaded models plus one tf.function per signature."""
 
-    def __init__(self, config, style, encoder, pretraining=None, classifier=None):
+    def __init__(self, config, models):
         super().__init__(name="albert_export")
-        self.encoder = encoder
-        self.pretraining = pretraining
-        self.classifier = classifier
-        self.style = style
-        self.config_json = tf.Variable(config.to_json_string(), trainable=False,
-                                       name="albert_config_json")
+        self.encoder = models.encoder
+        self.pretraining = models.pretraining
+        self.classifier = models.classifier
+        self.style = models.style
+        self.config_json = tf.Variable(
+            config.to_json_string(), trainable=False, name="albert_config_json"
+        )
         ids = tf.TensorSpec([None, None], tf.int32, name="input_ids")
         mask = tf.TensorSpec([None, None], tf.int32, name="input_mask")
         segments = tf.TensorSpec([None, None], tf.int32, name="segment_ids")
         positions = tf.TensorSpec([None, None], tf.int32, name="masked_lm_positions")
         self.serve_encoder = tf.function(self._encode, input_signature=[ids, mask, segments])
-        if pretraining is not None:
+        if self.pretraining is not None:
             self.serve_pretraining = tf.function(
-                self._pretrain, input_signature=[ids, mask, segments, positions])
-        if classifier is not None:
+                self._pretrain, input_signature=[ids, mask, segments, positions]
+            )
+        if self.classifier is not None:
             self.serve_classifier = tf.function(
-                self._classify, input_signature=[ids, mask, segments])
+                self._classify, input_signature=[ids, mask, segments]
+            )
 
     def _encode(self, input_ids, input_mask, segment_ids):
         outputs = self.encoder(input_ids, input_mask, segment_ids, training=False)
-        return {"sequence_output": outputs["sequence_output"],
-                "pooled_output": outputs["pooled_output"]}
+        return {
+            "sequence_output": outputs["sequence_output"],
+            "pooled_output": outputs["pooled_output"],
+        }
 
     def _pretrain(self, input_ids, input_mask, segment_ids, masked_lm_positions):
-        outputs = self.pretraining(input_ids, input_mask, segment_ids, masked_lm_positions,
-                                   training=False)
-        return {"masked_lm_log_probs": outputs["masked_lm_log_probs"],
-                "sentence_order_logits": outputs["sentence_order_logits"]}
+        outputs = self.pretraining(
+            input_ids, input_mask, segment_ids, masked_lm_positions, training=False
+        )
+        return {
+            "masked_lm_log_probs": outputs["masked_lm_log_probs"],
+            "sentence_order_logits": outputs["sentence_order_logits"],
+        }
 
     def _classify(self, input_ids, input_mask, segment_ids):
-        logits = self.classifier(input_ids, input_mask, segment_ids, training=False)
-        return {"probabilities": tf.nn.softmax(logits, axis=-1)}
+        return inference.classifier_probabilities(
+            self.classifier, input_ids, input_mask, segment_ids
+        )
 
     def signature_functions(self):
         """dict signature name -> tf.function (with its input_signature)."""
@@ -131,39 +103,34 @@ class AlbertExportModule(tf.Module):
 
     def signatures(self):
         """dict signature name -> concrete function, as tf.saved_model.save wants them."""
-        return {name: fn.get_concrete_function()
-                for name, fn in self.signature_functions().items()}
-
-
-def build_export_module(config, init_checkpoint, style=None):
-    """The loaded AlbertExportModule for a config + checkpoint (reused by export_tflite.py)."""
-    style, encoder, pretraining, classifier = build_models(config, init_checkpoint, style)
-    return AlbertExportModule(config, style, encoder, pretraining, classifier)
+        return {name: fn.get_concrete_function() for name, fn in self.signature_functions().items()}
 
 
 def export_savedmodel(config, init_checkpoint, export_dir, style=None):
     """Write the SavedModel; return the list of its signature names."""
     if os.path.exists(export_dir) and not os.path.isdir(export_dir):
         raise AlbertError(f"--export_dir {export_dir} exists and is not a directory")
-    module = build_export_module(config, init_checkpoint, style)
+    models = checkpoints.build_models(config, init_checkpoint, style)
+    module = AlbertExportModule(config, models)
     signatures = module.signatures()
     tf.saved_model.save(module, export_dir, signatures=signatures)
+    logging.info("exported %s", models.path)
     return sorted(signatures)
 
 
 def main(argv):
     del argv
-    config_file = FLAGS.albert_config_file or FLAGS.bert_config_file
-    if not config_file:
-        raise AlbertError("--albert_config_file (or --bert_config_file) is required.")
     if not FLAGS.init_checkpoint:
         raise AlbertError("--init_checkpoint is required (the albert_model.ckpt prefix).")
     if not FLAGS.export_dir:
         raise AlbertError("--export_dir is required.")
-    config = modeling.AlbertConfig.from_json_file(config_file)
+    config = modeling.AlbertConfig.from_json_file(checkpoints.config_file_from_flags(FLAGS))
     names = export_savedmodel(config, FLAGS.init_checkpoint, FLAGS.export_dir, FLAGS.style)
+    checkpoint = checkpoints.resolve_checkpoint_path(FLAGS.init_checkpoint)
     logging.info("wrote SavedModel %s with signatures %s", FLAGS.export_dir, ", ".join(names))
-    print(json.dumps({"export_dir": FLAGS.export_dir, "signatures": names}))
+    print(
+        json.dumps({"export_dir": FLAGS.export_dir, "checkpoint": checkpoint, "signatures": names})
+    )
 
 
 if __name__ == "__main__":

@@ -35,8 +35,9 @@ import numpy as np
 import tensorflow as tf
 from absl import flags, logging
 
+import checkpoints
 import errors
-import export_savedmodel
+import inference
 import modeling
 from errors import AlbertError
 
@@ -50,61 +51,79 @@ OUTPUT_NAMES = {
     "classifier": ("probabilities",),
     "pretraining": ("masked_lm_log_probs", "sentence_order_logits"),
 }
-SIGNATURE_KEY = "serving_default"
+SIGNATURE_KEY = inference.TFLITE_SIGNATURE
 
 
 def define_flags():
     """Command-line flags (defined only when run as a script, so tests and benchmarks import)."""
-    flags.DEFINE_string("albert_config_file", None, "The ALBERT config JSON of the checkpoint.")
-    flags.DEFINE_string("init_checkpoint", None, "Checkpoint prefix (e.g. .../albert_model.ckpt).")
+    checkpoints.define_model_flags(
+        FLAGS,
+        "Checkpoint prefix (e.g. .../albert_model.ckpt) or a model directory (its best, "
+        "else latest checkpoint).",
+    )
     flags.DEFINE_string("output_file", None, "Where to write the .tflite file.")
-    flags.DEFINE_enum("head", "encoder", list(HEADS),
-                      "encoder: sequence/pooled output; classifier: a fine-tuned classifier's "
-                      "probabilities; pretraining: masked-LM and sentence-order outputs.")
-    flags.DEFINE_enum("quantize", "none", list(QUANTIZATIONS),
-                      "none: float32; int8: dynamic-range (int8 weights); float16: fp16 weights.")
-    flags.DEFINE_integer("max_seq_length", 128,
-                         "Fixed input shape [1, max_seq_length]. Not used with --dynamic.")
-    flags.DEFINE_bool("dynamic", False,
-                      "Dynamic [batch, seq] inputs instead of the fixed [1, max_seq_length].")
-    flags.DEFINE_integer("max_predictions_per_seq", 20,
-                         "--head=pretraining: number of masked_lm_positions (fixed shape only).")
-    flags.DEFINE_enum("style", None, list(modeling.STYLES),
-                      "Checkpoint naming style; inferred from the checkpoint/config when omitted.")
-    flags.DEFINE_bool("verify", True,
-                      "Run the .tflite file and the TF model on one random input and log the "
-                      "largest output difference.")
+    flags.DEFINE_enum(
+        "head",
+        "encoder",
+        list(HEADS),
+        "encoder: sequence/pooled output; classifier: a fine-tuned classifier's "
+        "probabilities; pretraining: masked-LM and sentence-order outputs.",
+    )
+    flags.DEFINE_enum(
+        "quantize",
+        "none",
+        list(QUANTIZATIONS),
+        "none: float32; int8: dynamic-range (int8 weights); float16: fp16 weights.",
+    )
+    flags.DEFINE_integer(
+        "max_seq_length", 128, "Fixed input shape [1, max_seq_length]. Not used with --dynamic."
+    )
+    flags.DEFINE_bool(
+        "dynamic", False, "Dynamic [batch, seq] inputs instead of the fixed [1, max_seq_length]."
+    )
+    flags.DEFINE_integer(
+        "max_predictions_per_seq",
+        20,
+        "--head=pretraining: number of masked_lm_positions (fixed shape only).",
+    )
+    flags.DEFINE_bool(
+        "verify",
+        True,
+        "Run the .tflite file and the TF model on one random input and log the "
+        "largest output difference.",
+    )
 
 
 # ----------------------------------------------------------------------------------------------
 # Model: the requested head, loaded from the checkpoint.
 # ----------------------------------------------------------------------------------------------
 
-def build_model(config, init_checkpoint, head, style=None):
-    """The loaded model for `head`; AlbertError if the checkpoint lacks that head's weights.
 
-    Building and loading is export_savedmodel.py's (every head the checkpoint has, one shared
-    encoder, nothing allowed missing); this only picks the head and says what is wrong.
-    """
-    has_pretraining_heads, num_labels = export_savedmodel.checkpoint_heads(init_checkpoint)
-    if head == "classifier" and not num_labels:
+def build_model(config, init_checkpoint, head, style=None):
+    """The loaded model for `head`; AlbertError if the checkpoint lacks that head's weights."""
+    heads = checkpoints.checkpoint_heads(checkpoints.resolve_checkpoint_path(init_checkpoint))
+    if head == "classifier" and not heads.num_labels:
         raise AlbertError(
             f"checkpoint {init_checkpoint} has no classifier head (output_weights): pass a "
-            "fine-tuned run_classifier.py checkpoint, or use --head=encoder")
-    if head == "pretraining" and not has_pretraining_heads:
+            "fine-tuned run_classifier.py checkpoint, or use --head=encoder"
+        )
+    if head == "pretraining" and not heads.pretraining:
         raise AlbertError(
             f"checkpoint {init_checkpoint} has no pretraining heads (cls/predictions/...): "
-            "pass a pretrained albert_model.ckpt, or use --head=encoder")
-    _, encoder, pretraining, classifier = export_savedmodel.build_models(
-        config, init_checkpoint, style)
-    return {"encoder": encoder, "pretraining": pretraining, "classifier": classifier}[head]
+            "pass a pretrained albert_model.ckpt, or use --head=encoder"
+        )
+    models = checkpoints.build_models(config, init_checkpoint, style)
+    return {
+        "encoder": models.encoder,
+        "pretraining": models.pretraining,
+        "classifier": models.classifier,
+    }[head]
 
 
 def head_outputs(model, head, input_ids, input_mask, segment_ids, masked_lm_positions=None):
     """The named float32 outputs of one head (the same names as the SavedModel signatures)."""
     if head == "classifier":
-        logits = model(input_ids, input_mask, segment_ids, training=False)
-        return {"probabilities": tf.nn.softmax(logits, axis=-1)}
+        return inference.classifier_probabilities(model, input_ids, input_mask, segment_ids)
     if head == "pretraining":
         outputs = model(input_ids, input_mask, segment_ids, masked_lm_positions, training=False)
         return {name: outputs[name] for name in OUTPUT_NAMES["pretraining"]}
@@ -126,10 +145,13 @@ def serving_function(model, head, seq_length=None, max_predictions=None):
     """The concrete function that becomes the file's `serving_default` signature."""
 
     if head == "pretraining":
+
         def serve(input_ids, input_mask, segment_ids, masked_lm_positions):
-            return head_outputs(model, head, input_ids, input_mask, segment_ids,
-                                masked_lm_positions)
+            return head_outputs(
+                model, head, input_ids, input_mask, segment_ids, masked_lm_positions
+            )
     else:
+
         def serve(input_ids, input_mask, segment_ids):
             return head_outputs(model, head, input_ids, input_mask, segment_ids)
 
@@ -140,6 +162,7 @@ def serving_function(model, head, seq_length=None, max_predictions=None):
 # ----------------------------------------------------------------------------------------------
 # Conversion.
 # ----------------------------------------------------------------------------------------------
+
 
 def convert(concrete_function, model, quantize="none"):
     """The .tflite bytes of a concrete function, with the requested weight quantization."""
@@ -158,24 +181,33 @@ def convert(concrete_function, model, quantize="none"):
         raise AlbertError(f"TFLite conversion failed: {first}") from None
 
 
-def export_tflite(config, init_checkpoint, output_file, head="encoder", quantize="none",
-                  max_seq_length=128, dynamic=False, max_predictions_per_seq=20, style=None):
+def export_tflite(
+    config,
+    init_checkpoint,
+    output_file,
+    head="encoder",
+    quantize="none",
+    max_seq_length=128,
+    dynamic=False,
+    max_predictions_per_seq=20,
+    style=None,
+):
     """Build, load and convert; write `output_file`. Returns (model, concrete function)."""
     if head not in HEADS:
         raise AlbertError(f"--head must be one of {', '.join(HEADS)}, got {head!r}")
     seq_length = None if dynamic else max_seq_length
     if seq_length is not None:
         if seq_length <= 0:
-            raise AlbertError(f"--max_seq_length must be positive, got {seq_length} "
-                              "(use --dynamic for a dynamic sequence length)")
-        if seq_length > config.max_position_embeddings:
             raise AlbertError(
-                f"--max_seq_length {seq_length} exceeds max_position_embeddings "
-                f"{config.max_position_embeddings} of the config: use --max_seq_length <= "
-                f"{config.max_position_embeddings}")
+                f"--max_seq_length must be positive, got {seq_length} "
+                "(use --dynamic for a dynamic sequence length)"
+            )
+        config.check_max_seq_length(seq_length)
         if head == "pretraining" and not 0 < max_predictions_per_seq <= seq_length:
-            raise AlbertError(f"--max_predictions_per_seq must be in 1..{seq_length}, "
-                              f"got {max_predictions_per_seq}")
+            raise AlbertError(
+                f"--max_predictions_per_seq must be in 1..{seq_length}, "
+                f"got {max_predictions_per_seq}"
+            )
     model = build_model(config, init_checkpoint, head, style)
     function = serving_function(model, head, seq_length, max_predictions_per_seq)
     data = convert(function, model, quantize)
@@ -190,12 +222,10 @@ def export_tflite(config, init_checkpoint, output_file, head="encoder", quantize
 # Running a .tflite file (LiteRT) and checking it against TF.
 # ----------------------------------------------------------------------------------------------
 
-def load_runner(tflite_file, num_threads=None):
-    """The `serving_default` signature runner of a .tflite file (LiteRT interpreter)."""
-    from ai_edge_litert.interpreter import Interpreter
 
-    interpreter = Interpreter(model_path=os.fspath(tflite_file), num_threads=num_threads)
-    return interpreter.get_signature_runner(SIGNATURE_KEY)
+def load_runner(tflite_file, num_threads=None):
+    """The signature runner of a .tflite file (LiteRT interpreter)."""
+    return inference.TflitePredictor(tflite_file, num_threads).runner
 
 
 def describe(tflite_file):
@@ -203,11 +233,15 @@ def describe(tflite_file):
     runner = load_runner(tflite_file)
 
     def table(details):
-        return {name: [[int(d) for d in detail["shape_signature"]], np.dtype(detail["dtype"]).name]
-                for name, detail in details.items()}
+        return {
+            name: [[int(d) for d in detail["shape_signature"]], np.dtype(detail["dtype"]).name]
+            for name, detail in details.items()
+        }
 
-    return {"inputs": table(runner.get_input_details()),
-            "outputs": table(runner.get_output_details())}
+    return {
+        "inputs": table(runner.get_input_details()),
+        "outputs": table(runner.get_output_details()),
+    }
 
 
 def example_inputs(head, config, batch_size=1, seq_length=16, max_predictions=4, seed=0):
@@ -216,14 +250,15 @@ def example_inputs(head, config, batch_size=1, seq_length=16, max_predictions=4,
     ids = rng.integers(0, config.vocab_size, size=(batch_size, seq_length), dtype=np.int32)
     mask = np.ones_like(ids)
     segments = np.zeros_like(ids)
-    segments[:, seq_length // 2:] = 1
+    segments[:, seq_length // 2 :] = 1
     for row in range(batch_size):  # pad the tail of every other row
         if row % 2 and seq_length > 2:
-            mask[row, seq_length - seq_length // 3:] = 0
+            mask[row, seq_length - seq_length // 3 :] = 0
     inputs = {"input_ids": ids, "input_mask": mask, "segment_ids": segments}
     if head == "pretraining":
         inputs["masked_lm_positions"] = rng.integers(
-            0, seq_length, size=(batch_size, max_predictions), dtype=np.int32)
+            0, seq_length, size=(batch_size, max_predictions), dtype=np.int32
+        )
     return inputs
 
 
@@ -231,32 +266,52 @@ def max_differences(tflite_file, concrete_function, inputs):
     """dict output name -> largest |TFLite - TF| on `inputs`."""
     tflite_outputs = load_runner(tflite_file)(**inputs)
     tf_outputs = concrete_function(**{k: tf.constant(v) for k, v in inputs.items()})
-    return {name: float(np.max(np.abs(tflite_outputs[name] - tf_outputs[name].numpy())))
-            for name in tf_outputs}
+    return {
+        name: float(np.max(np.abs(tflite_outputs[name] - tf_outputs[name].numpy())))
+        for name in tf_outputs
+    }
 
 
 def main(argv):
     del argv
-    for flag in ("albert_config_file", "init_checkpoint", "output_file"):
+    for flag in ("init_checkpoint", "output_file"):
         if not FLAGS[flag].value:
             raise AlbertError(f"--{flag} is required")
     if FLAGS.dynamic and FLAGS["max_seq_length"].present:
-        raise AlbertError("pass either --max_seq_length (fixed [1, N] input) or --dynamic "
-                          "(any [batch, seq]), not both")
-    config = modeling.AlbertConfig.from_json_file(FLAGS.albert_config_file)
+        raise AlbertError(
+            "pass either --max_seq_length (fixed [1, N] input) or --dynamic "
+            "(any [batch, seq]), not both"
+        )
+    config = modeling.AlbertConfig.from_json_file(checkpoints.config_file_from_flags(FLAGS))
     _, function = export_tflite(
-        config, FLAGS.init_checkpoint, FLAGS.output_file, head=FLAGS.head,
-        quantize=FLAGS.quantize, max_seq_length=FLAGS.max_seq_length, dynamic=FLAGS.dynamic,
-        max_predictions_per_seq=FLAGS.max_predictions_per_seq, style=FLAGS.style)
-    summary = {"output_file": FLAGS.output_file, "head": FLAGS.head,
-               "quantize": FLAGS.quantize,
-               "size_mb": round(os.path.getsize(FLAGS.output_file) / 2**20, 2),
-               "signature": SIGNATURE_KEY, **describe(FLAGS.output_file)}
+        config,
+        FLAGS.init_checkpoint,
+        FLAGS.output_file,
+        head=FLAGS.head,
+        quantize=FLAGS.quantize,
+        max_seq_length=FLAGS.max_seq_length,
+        dynamic=FLAGS.dynamic,
+        max_predictions_per_seq=FLAGS.max_predictions_per_seq,
+        style=FLAGS.style,
+    )
+    summary = {
+        "output_file": FLAGS.output_file,
+        "head": FLAGS.head,
+        "checkpoint": checkpoints.resolve_checkpoint_path(FLAGS.init_checkpoint),
+        "quantize": FLAGS.quantize,
+        "size_mb": round(os.path.getsize(FLAGS.output_file) / 2**20, 2),
+        "signature": SIGNATURE_KEY,
+        **describe(FLAGS.output_file),
+    }
     if FLAGS.verify:
         seq_length = 16 if FLAGS.dynamic else FLAGS.max_seq_length
-        inputs = example_inputs(FLAGS.head, config, batch_size=2 if FLAGS.dynamic else 1,
-                                seq_length=seq_length,
-                                max_predictions=FLAGS.max_predictions_per_seq)
+        inputs = example_inputs(
+            FLAGS.head,
+            config,
+            batch_size=2 if FLAGS.dynamic else 1,
+            seq_length=seq_length,
+            max_predictions=FLAGS.max_predictions_per_seq,
+        )
         summary["max_abs_diff_vs_tf"] = max_differences(FLAGS.output_file, function, inputs)
     logging.info("wrote %s (%.2f MB)", FLAGS.output_file, summary["size_mb"])
     print(json.dumps(summary))

@@ -24,8 +24,6 @@ import copy
 import functools
 import json
 import math
-import os
-import re
 
 import tensorflow as tf
 
@@ -34,25 +32,40 @@ from errors import AlbertError
 STYLES = ("google", "brightmart")
 LN_TYPES = ("postln", "preln")
 
-# Optimizer slots and bookkeeping that live in training checkpoints but are not model weights.
-NON_MODEL_VARIABLE_PATTERN = re.compile(
-    r"(/adam_m|/adam_v|/lamb_m|/lamb_v)$|^global_step$|AdamWeightDecayOptimizer|^training_state/"
-)
-
 # Defaults of the original config classes, used for keys a JSON file leaves out.
 _GOOGLE_DEFAULTS = dict(
-    embedding_size=128, hidden_size=4096, num_hidden_layers=12, num_hidden_groups=1,
-    num_attention_heads=64, intermediate_size=16384, inner_group_num=1, down_scale_factor=1,
-    hidden_act="gelu", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
-    max_position_embeddings=512, type_vocab_size=2, initializer_range=0.02,
+    embedding_size=128,
+    hidden_size=4096,
+    num_hidden_layers=12,
+    num_hidden_groups=1,
+    num_attention_heads=64,
+    intermediate_size=16384,
+    inner_group_num=1,
+    down_scale_factor=1,
+    hidden_act="gelu",
+    hidden_dropout_prob=0.0,
+    attention_probs_dropout_prob=0.0,
+    max_position_embeddings=512,
+    type_vocab_size=2,
+    initializer_range=0.02,
 )
 _BRIGHTMART_DEFAULTS = dict(
     # albert_zh's BertConfig has no embedding_size (its JSONs always set it); 128 is what every
     # released model uses.
-    embedding_size=128, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
-    intermediate_size=3072, hidden_act="gelu", hidden_dropout_prob=0.1,
-    attention_probs_dropout_prob=0.1, max_position_embeddings=512, type_vocab_size=16,
-    initializer_range=0.02, ln_type="postln", num_hidden_groups=1, inner_group_num=1,
+    embedding_size=128,
+    hidden_size=768,
+    num_hidden_layers=12,
+    num_attention_heads=12,
+    intermediate_size=3072,
+    hidden_act="gelu",
+    hidden_dropout_prob=0.1,
+    attention_probs_dropout_prob=0.1,
+    max_position_embeddings=512,
+    type_vocab_size=16,
+    initializer_range=0.02,
+    ln_type="postln",
+    num_hidden_groups=1,
+    inner_group_num=1,
 )
 
 
@@ -90,22 +103,33 @@ class AlbertConfig:
         self._validate()
 
     def _validate(self):
-        for key in ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers",
-                    "num_hidden_groups", "num_attention_heads", "intermediate_size",
-                    "inner_group_num", "max_position_embeddings", "type_vocab_size"):
+        for key in (
+            "vocab_size",
+            "embedding_size",
+            "hidden_size",
+            "num_hidden_layers",
+            "num_hidden_groups",
+            "num_attention_heads",
+            "intermediate_size",
+            "inner_group_num",
+            "max_position_embeddings",
+            "type_vocab_size",
+        ):
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise AlbertError(f"config: {key} must be a positive integer, got {value!r}")
         if self.hidden_size % self.num_attention_heads:
             raise AlbertError(
                 f"config: hidden_size {self.hidden_size} is not a multiple of "
-                f"num_attention_heads {self.num_attention_heads}")
+                f"num_attention_heads {self.num_attention_heads}"
+            )
         if self.ln_type not in LN_TYPES:
             raise AlbertError(f"config: ln_type must be one of {LN_TYPES}, got {self.ln_type!r}")
         if self.hidden_act not in _ACTIVATIONS:
             raise AlbertError(
                 f"config: unsupported hidden_act {self.hidden_act!r} "
-                f"(supported: {', '.join(sorted(_ACTIVATIONS))})")
+                f"(supported: {', '.join(sorted(_ACTIVATIONS))})"
+            )
 
     @classmethod
     def from_dict(cls, values):
@@ -134,25 +158,40 @@ class AlbertConfig:
     def to_dict(self):
         values = dict(self.extra)
         values.update(
-            vocab_size=self.vocab_size, embedding_size=self.embedding_size,
-            hidden_size=self.hidden_size, num_hidden_layers=self.num_hidden_layers,
+            vocab_size=self.vocab_size,
+            embedding_size=self.embedding_size,
+            hidden_size=self.hidden_size,
+            num_hidden_layers=self.num_hidden_layers,
             num_attention_heads=self.num_attention_heads,
-            intermediate_size=self.intermediate_size, hidden_act=self.hidden_act,
+            intermediate_size=self.intermediate_size,
+            hidden_act=self.hidden_act,
             hidden_dropout_prob=self.hidden_dropout_prob,
             attention_probs_dropout_prob=self.attention_probs_dropout_prob,
             max_position_embeddings=self.max_position_embeddings,
-            type_vocab_size=self.type_vocab_size, initializer_range=self.initializer_range)
+            type_vocab_size=self.type_vocab_size,
+            initializer_range=self.initializer_range,
+        )
         if self.style == "brightmart":
             values["ln_type"] = self.ln_type
             if not self.share_parameter_across_layers:
                 values["share_parameter_across_layers"] = False
         else:
-            values.update(num_hidden_groups=self.num_hidden_groups,
-                          inner_group_num=self.inner_group_num)
+            values.update(
+                num_hidden_groups=self.num_hidden_groups, inner_group_num=self.inner_group_num
+            )
         return values
 
     def to_json_string(self):
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+    def check_max_seq_length(self, max_seq_length, flag="--max_seq_length"):
+        """AlbertError when sequences of `max_seq_length` tokens cannot fit the position table."""
+        if max_seq_length > self.max_position_embeddings:
+            raise AlbertError(
+                f"{flag}={max_seq_length} exceeds max_position_embeddings="
+                f"{self.max_position_embeddings} of the config: use {flag} <= "
+                f"{self.max_position_embeddings}"
+            )
 
     def replace(self, **changes):
         """A copy with some attributes changed (e.g. `config.replace(style="google")`)."""
@@ -177,6 +216,7 @@ def infer_config_style(values):
 # ----------------------------------------------------------------------------------------------
 # Small building blocks.
 # ----------------------------------------------------------------------------------------------
+
 
 def gelu(x):
     """GELU, tanh approximation: what both original code bases (and HF's "gelu_new") compute."""
@@ -240,7 +280,8 @@ class _VariableFactory:
             value = tf.random.truncated_normal(shape, stddev=self.initializer_range)
         else:
             value = tf.random.stateless_truncated_normal(
-                shape, seed=[self.seed, len(self.variables)], stddev=self.initializer_range)
+                shape, seed=[self.seed, len(self.variables)], stddev=self.initializer_range
+            )
         return self._create(name, value)
 
     def zeros(self, name, shape):
@@ -262,23 +303,43 @@ class _VariableFactory:
 # ----------------------------------------------------------------------------------------------
 
 _LAYER_ROLES = (
-    "query/kernel", "query/bias", "key/kernel", "key/bias", "value/kernel", "value/bias",
-    "attention_output/kernel", "attention_output/bias", "attention_norm/gamma",
-    "attention_norm/beta", "ffn_in/kernel", "ffn_in/bias", "ffn_out/kernel", "ffn_out/bias",
-    "ffn_norm/gamma", "ffn_norm/beta",
+    "query/kernel",
+    "query/bias",
+    "key/kernel",
+    "key/bias",
+    "value/kernel",
+    "value/bias",
+    "attention_output/kernel",
+    "attention_output/bias",
+    "attention_norm/gamma",
+    "attention_norm/beta",
+    "ffn_in/kernel",
+    "ffn_in/bias",
+    "ffn_out/kernel",
+    "ffn_out/bias",
+    "ffn_norm/gamma",
+    "ffn_norm/beta",
 )
 
 _GOOGLE_LAYER_NAMES = {
-    "query": "attention_1/self/query", "key": "attention_1/self/key",
-    "value": "attention_1/self/value", "attention_output": "attention_1/output/dense",
-    "attention_norm": "LayerNorm", "ffn_in": "ffn_1/intermediate/dense",
-    "ffn_out": "ffn_1/intermediate/output/dense", "ffn_norm": "LayerNorm_1",
+    "query": "attention_1/self/query",
+    "key": "attention_1/self/key",
+    "value": "attention_1/self/value",
+    "attention_output": "attention_1/output/dense",
+    "attention_norm": "LayerNorm",
+    "ffn_in": "ffn_1/intermediate/dense",
+    "ffn_out": "ffn_1/intermediate/output/dense",
+    "ffn_norm": "LayerNorm_1",
 }
 _BRIGHTMART_LAYER_NAMES = {
-    "query": "attention/self/query", "key": "attention/self/key",
-    "value": "attention/self/value", "attention_output": "attention/output/dense",
-    "attention_norm": "attention/output/LayerNorm", "ffn_in": "intermediate/dense",
-    "ffn_out": "output/dense", "ffn_norm": "output/LayerNorm",
+    "query": "attention/self/query",
+    "key": "attention/self/key",
+    "value": "attention/self/value",
+    "attention_output": "attention/output/dense",
+    "attention_norm": "attention/output/LayerNorm",
+    "ffn_in": "intermediate/dense",
+    "ffn_out": "output/dense",
+    "ffn_norm": "output/LayerNorm",
 }
 
 
@@ -299,8 +360,12 @@ def layer_scopes(config, style):
     for i in range(config.num_hidden_layers):
         if style == "google":
             group = int(i / config.num_hidden_layers * config.num_hidden_groups)
-            scopes.append([f"bert/encoder/transformer/group_{group}/inner_group_{k}"
-                           for k in range(config.inner_group_num)])
+            scopes.append(
+                [
+                    f"bert/encoder/transformer/group_{group}/inner_group_{k}"
+                    for k in range(config.inner_group_num)
+                ]
+            )
         elif config.share_parameter_across_layers:
             scopes.append(["bert/encoder/layer_shared"])
         else:
@@ -311,6 +376,7 @@ def layer_scopes(config, style):
 # ----------------------------------------------------------------------------------------------
 # The encoder.
 # ----------------------------------------------------------------------------------------------
+
 
 class AlbertModel(tf.Module):
     """The ALBERT encoder: embeddings, shared transformer layers and the pooler.
@@ -363,8 +429,14 @@ class AlbertModel(tf.Module):
     def _build_layer_variables(self, scope):
         c, make = self.config, self._factory
         H, inner = c.hidden_size, c.intermediate_size
-        shapes = {"query": [H, H], "key": [H, H], "value": [H, H], "attention_output": [H, H],
-                  "ffn_in": [H, inner], "ffn_out": [inner, H]}
+        shapes = {
+            "query": [H, H],
+            "key": [H, H],
+            "value": [H, H],
+            "attention_output": [H, H],
+            "ffn_in": [H, inner],
+            "ffn_out": [inner, H],
+        }
         for role in _LAYER_ROLES:
             block, leaf = role.split("/")
             name = layer_variable_name(self.style, scope, role)
@@ -399,8 +471,11 @@ class AlbertModel(tf.Module):
         embedding_output = self.embed(input_ids, segment_ids, training)
         hidden = embedding_output
         if self.style == "google" and self.config.embedding_size != self.config.hidden_size:
-            hidden = dense(hidden, self._w("bert/encoder/embedding_hidden_mapping_in/kernel"),
-                           self._w("bert/encoder/embedding_hidden_mapping_in/bias"))
+            hidden = dense(
+                hidden,
+                self._w("bert/encoder/embedding_hidden_mapping_in/kernel"),
+                self._w("bert/encoder/embedding_hidden_mapping_in/bias"),
+            )
 
         mask_adder = attention_mask_adder(input_mask, tf.float32)
         all_layers = []
@@ -411,8 +486,11 @@ class AlbertModel(tf.Module):
 
         sequence_output = all_layers[-1]
         first_token = sequence_output[:, 0, :]
-        pooled_output = tf.tanh(dense(first_token, self._w("bert/pooler/dense/kernel"),
-                                      self._w("bert/pooler/dense/bias")))
+        pooled_output = tf.tanh(
+            dense(
+                first_token, self._w("bert/pooler/dense/kernel"), self._w("bert/pooler/dense/bias")
+            )
+        )
         return {
             "sequence_output": sequence_output,
             "pooled_output": pooled_output,
@@ -430,8 +508,11 @@ class AlbertModel(tf.Module):
         types = tf.gather(self._w("bert/embeddings/token_type_embeddings"), segment_ids)
         positions = self._w("bert/embeddings/position_embeddings")[:seq_length]
         embeddings = words + types + positions[tf.newaxis]
-        embeddings = layer_norm(embeddings, self._w("bert/embeddings/LayerNorm/gamma"),
-                                self._w("bert/embeddings/LayerNorm/beta"))
+        embeddings = layer_norm(
+            embeddings,
+            self._w("bert/embeddings/LayerNorm/gamma"),
+            self._w("bert/embeddings/LayerNorm/beta"),
+        )
         embeddings = dropout(embeddings, c.hidden_dropout_prob, training)
         return tf.cast(embeddings, self.compute_dtype)
 
@@ -456,7 +537,8 @@ class AlbertModel(tf.Module):
 
         if self.config.ln_type == "preln":
             x = x + attention_block(
-                layer_norm(x, w("attention_norm/gamma"), w("attention_norm/beta")))
+                layer_norm(x, w("attention_norm/gamma"), w("attention_norm/beta"))
+            )
             return x + ffn_block(layer_norm(x, w("ffn_norm/gamma"), w("ffn_norm/beta")))
         x = layer_norm(x + attention_block(x), w("attention_norm/gamma"), w("attention_norm/beta"))
         return layer_norm(x + ffn_block(x), w("ffn_norm/gamma"), w("ffn_norm/beta"))
@@ -469,8 +551,11 @@ class AlbertModel(tf.Module):
         batch, seq = tf.shape(x)[0], tf.shape(x)[1]
 
         def heads(role):  # [B,S,H] -> [B,N,S,D]
-            projected = dense(x, self._layer_weight(scope, f"{role}/kernel"),
-                              self._layer_weight(scope, f"{role}/bias"))
+            projected = dense(
+                x,
+                self._layer_weight(scope, f"{role}/kernel"),
+                self._layer_weight(scope, f"{role}/bias"),
+            )
             projected = tf.reshape(projected, [batch, seq, num_heads, head_size])
             return tf.transpose(projected, [0, 2, 1, 3])
 
@@ -492,12 +577,15 @@ def _check_sequence_length(input_ids, max_position_embeddings):
             raise AlbertError(
                 f"sequence length {static_length} exceeds max_position_embeddings "
                 f"{max_position_embeddings} of the config: use --max_seq_length <= "
-                f"{max_position_embeddings}")
+                f"{max_position_embeddings}"
+            )
         return static_length
     seq_length = tf.shape(input_ids)[1]
     tf.debugging.assert_less_equal(
-        seq_length, max_position_embeddings,
-        message=f"sequence length exceeds max_position_embeddings {max_position_embeddings}")
+        seq_length,
+        max_position_embeddings,
+        message=f"sequence length exceeds max_position_embeddings {max_position_embeddings}",
+    )
     return seq_length
 
 
@@ -505,16 +593,17 @@ def _check_sequence_length(input_ids, max_position_embeddings):
 # Models with heads.
 # ----------------------------------------------------------------------------------------------
 
+
 class _ModelWithHeads(tf.Module):
     """Shared plumbing: an encoder plus head variables, all addressable by original name."""
 
-    def __init__(self, config, style, seed, name):
+    def __init__(self, config, style, seed, name, encoder=None):
         super().__init__(name=name)
-        self.encoder = AlbertModel(config, style=style, seed=seed)
+        # Several heads may share one encoder (e.g. an export serving every head).
+        self.encoder = encoder or AlbertModel(config, style=style, seed=seed)
         self.config = config
         self.style = self.encoder.style
-        self._heads = _VariableFactory(
-            config.initializer_range, None if seed is None else seed + 1)
+        self._heads = _VariableFactory(config.initializer_range, None if seed is None else seed + 1)
 
     def named_variables(self):
         variables = self.encoder.named_variables()
@@ -532,8 +621,8 @@ class _ModelWithHeads(tf.Module):
 class AlbertForPretraining(_ModelWithHeads):
     """Encoder + the masked-LM and sentence-order heads of the originals' run_pretraining."""
 
-    def __init__(self, config, style=None, seed=None, name="albert_pretraining"):
-        super().__init__(config, style, seed, name)
+    def __init__(self, config, style=None, seed=None, name="albert_pretraining", encoder=None):
+        super().__init__(config, style, seed, name, encoder)
         make, H = self._heads, config.hidden_size
         transform_width = config.embedding_size if self.style == "google" else H
         make.normal("cls/predictions/transform/dense/kernel", [H, transform_width])
@@ -545,13 +634,15 @@ class AlbertForPretraining(_ModelWithHeads):
         make.zeros("cls/seq_relationship/output_bias", [2])
         self.head_weights = self._heads.variables
 
-    def __call__(self, input_ids, input_mask=None, segment_ids=None, masked_lm_positions=None,
-                 training=False):
+    def __call__(
+        self, input_ids, input_mask=None, segment_ids=None, masked_lm_positions=None, training=False
+    ):
         outputs = self.encoder(input_ids, input_mask, segment_ids, training=training)
         result = dict(outputs)
         if masked_lm_positions is not None:
             result["masked_lm_log_probs"] = self.masked_lm_log_probs(
-                outputs["sequence_output"], masked_lm_positions)
+                outputs["sequence_output"], masked_lm_positions
+            )
         result["sentence_order_logits"] = self.sentence_order_logits(outputs["pooled_output"])
         return result
 
@@ -559,26 +650,42 @@ class AlbertForPretraining(_ModelWithHeads):
         """[B,S,H] encoder output, [B,P] positions -> [B,P,V] log-probabilities."""
         w = self.head_weights
         dtype = self.compute_dtype
-        gathered = tf.gather(tf.cast(sequence_output, dtype), tf.cast(positions, tf.int32),
-                             batch_dims=1)
+        gathered = tf.gather(
+            tf.cast(sequence_output, dtype), tf.cast(positions, tf.int32), batch_dims=1
+        )
         act = _ACTIVATIONS[self.config.hidden_act]
-        hidden = act(dense(gathered, w["cls/predictions/transform/dense/kernel"],
-                           w["cls/predictions/transform/dense/bias"]))
-        hidden = layer_norm(hidden, w["cls/predictions/transform/LayerNorm/gamma"],
-                            w["cls/predictions/transform/LayerNorm/beta"])
+        hidden = act(
+            dense(
+                gathered,
+                w["cls/predictions/transform/dense/kernel"],
+                w["cls/predictions/transform/dense/bias"],
+            )
+        )
+        hidden = layer_norm(
+            hidden,
+            w["cls/predictions/transform/LayerNorm/gamma"],
+            w["cls/predictions/transform/LayerNorm/beta"],
+        )
         embeddings = self.encoder.weights
         if self.style == "brightmart":  # back through the H->E projection first
-            hidden = tf.matmul(hidden, tf.cast(embeddings["bert/embeddings/word_embeddings_2"],
-                                               dtype), transpose_b=True)
-        logits = tf.matmul(hidden, tf.cast(embeddings["bert/embeddings/word_embeddings"], dtype),
-                           transpose_b=True)
+            hidden = tf.matmul(
+                hidden,
+                tf.cast(embeddings["bert/embeddings/word_embeddings_2"], dtype),
+                transpose_b=True,
+            )
+        logits = tf.matmul(
+            hidden, tf.cast(embeddings["bert/embeddings/word_embeddings"], dtype), transpose_b=True
+        )
         logits = tf.cast(logits, tf.float32) + w["cls/predictions/output_bias"]
         return tf.nn.log_softmax(logits, axis=-1)
 
     def sentence_order_logits(self, pooled_output):
         w = self.head_weights
-        logits = tf.matmul(tf.cast(pooled_output, tf.float32),
-                           w["cls/seq_relationship/output_weights"], transpose_b=True)
+        logits = tf.matmul(
+            tf.cast(pooled_output, tf.float32),
+            w["cls/seq_relationship/output_weights"],
+            transpose_b=True,
+        )
         return logits + w["cls/seq_relationship/output_bias"]
 
 
@@ -589,9 +696,17 @@ class AlbertForClassification(_ModelWithHeads):
     run_classifier does.
     """
 
-    def __init__(self, config, num_labels, style=None, classifier_dropout=0.1, seed=None,
-                 name="albert_classifier"):
-        super().__init__(config, style, seed, name)
+    def __init__(
+        self,
+        config,
+        num_labels,
+        style=None,
+        classifier_dropout=0.1,
+        seed=None,
+        name="albert_classifier",
+        encoder=None,
+    ):
+        super().__init__(config, style, seed, name, encoder)
         make, H = self._heads, config.hidden_size
         self.num_labels = num_labels
         self.classifier_dropout = classifier_dropout
@@ -604,7 +719,8 @@ class AlbertForClassification(_ModelWithHeads):
 
     def __call__(self, input_ids, input_mask=None, segment_ids=None, training=False):
         pooled = self.encoder(input_ids, input_mask, segment_ids, training=training)[
-            "pooled_output"]
+            "pooled_output"
+        ]
         return self.logits_from_pooled(pooled, training)
 
     def logits_from_pooled(self, pooled, training=False):
@@ -614,206 +730,3 @@ class AlbertForClassification(_ModelWithHeads):
             pooled = layer_norm(pooled, w["loss/LayerNorm/gamma"], w["loss/LayerNorm/beta"])
         pooled = dropout(pooled, self.classifier_dropout, training)
         return tf.matmul(pooled, w["output_weights"], transpose_b=True) + w["output_bias"]
-
-
-# ----------------------------------------------------------------------------------------------
-# Losses (as the originals' run_pretraining).
-# ----------------------------------------------------------------------------------------------
-
-def masked_lm_loss(log_probs, label_ids, label_weights):
-    """Weighted mean cross-entropy over real predictions: sum(w*CE) / (sum(w) + 1e-5)."""
-    label_ids = tf.cast(label_ids, tf.int32)
-    label_weights = tf.cast(label_weights, tf.float32)
-    per_example = -tf.reduce_sum(
-        log_probs * tf.one_hot(label_ids, tf.shape(log_probs)[-1], dtype=log_probs.dtype), -1)
-    loss = tf.reduce_sum(label_weights * per_example) / (tf.reduce_sum(label_weights) + 1e-5)
-    return loss, per_example
-
-
-def sentence_order_loss(logits, labels):
-    """Mean cross-entropy of the 2-way sentence-order prediction."""
-    labels = tf.reshape(tf.cast(labels, tf.int32), [-1])
-    per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
-    return tf.reduce_mean(per_example), per_example
-
-
-# ----------------------------------------------------------------------------------------------
-# Checkpoints: TF1 name-based files, as written by the original code.
-# ----------------------------------------------------------------------------------------------
-
-def resolve_checkpoint_path(path):
-    """A checkpoint prefix from a prefix, a `.index`/`.data-*` file name or a directory."""
-    if path is None:
-        return None
-    path = os.fspath(path)
-    match = re.match(r"(.*)\.(index|meta|data-\d{5}-of-\d{5})$", path)
-    if match:
-        path = match.group(1)
-    if os.path.isdir(path):
-        latest = tf.train.latest_checkpoint(path)
-        if latest is None:
-            indexes = sorted(f for f in os.listdir(path) if f.endswith(".index"))
-            if len(indexes) != 1:
-                raise AlbertError(
-                    f"no checkpoint found in directory {path}: expected a `checkpoint` file or "
-                    "exactly one *.index file; pass the checkpoint prefix instead")
-            latest = os.path.join(path, indexes[0][: -len(".index")])
-        path = latest
-    if not os.path.exists(path + ".index"):
-        raise AlbertError(
-            f"checkpoint not found: {path}.index does not exist (pass the prefix, e.g. "
-            "prev_trained_model/albert_tiny/albert_model.ckpt)")
-    return path
-
-
-def checkpoint_variable_names(ckpt_path):
-    """dict name -> shape (list) of every variable stored in a checkpoint."""
-    path = resolve_checkpoint_path(ckpt_path)
-    try:
-        return {name: list(shape) for name, shape in tf.train.list_variables(path)}
-    except (tf.errors.OpError, ValueError, IndexError) as e:
-        raise AlbertError(f"cannot read checkpoint {path}: {_first_line(e)}") from None
-
-
-def detect_checkpoint_style(ckpt_path):
-    """"brightmart" or "google" from the variable names of a checkpoint (None if unclear)."""
-    names = checkpoint_variable_names(ckpt_path)
-    return _style_from_names(names)
-
-
-def _style_from_names(names):
-    if any("word_embeddings_2" in n or "/encoder/layer_" in n for n in names):
-        return "brightmart"
-    if any("/encoder/transformer/" in n or "embedding_hidden_mapping_in" in n for n in names):
-        return "google"
-    return None
-
-
-def resolve_style(config, init_checkpoint=None, style_flag=None):
-    """The style to build: explicit flag, else the checkpoint's, else the config's, else google."""
-    if style_flag:
-        if style_flag not in STYLES:
-            raise AlbertError(f"--style must be one of {', '.join(STYLES)}, got {style_flag!r}")
-        return style_flag
-    if init_checkpoint:
-        detected = detect_checkpoint_style(init_checkpoint)
-        if detected:
-            return detected
-    return config.style or "google"
-
-
-class LoadReport(collections.namedtuple("LoadReport", ["path", "loaded", "missing_allowed"])):
-    """What `load_checkpoint` did: variables restored and (allowed) variables left as initialised."""
-
-
-def load_checkpoint(model, ckpt_path, allow_missing=("cls/", "output_", "loss/")):
-    """Restore every model variable from a name-based checkpoint (either original style).
-
-    Optimizer slots, `global_step` and variables the model does not have outside `bert/`
-    (e.g. `cls/` heads when fine-tuning) are ignored. Model variables whose name starts with a
-    prefix in `allow_missing` may be absent (they keep their initial values). Any other
-    missing, unexpected or mis-shaped variable raises one AlbertError that lists them and says
-    the likely cause.
-    """
-    path = resolve_checkpoint_path(ckpt_path)
-    stored = checkpoint_variable_names(path)
-    variables = model.named_variables()
-    missing, missing_allowed, misshaped = [], [], []
-    for name, variable in variables.items():
-        if name not in stored:
-            (missing_allowed if name.startswith(tuple(allow_missing)) else missing).append(name)
-        elif list(variable.shape) != stored[name]:
-            misshaped.append(f"{name}: checkpoint {stored[name]} vs model {list(variable.shape)}")
-    unexpected = [n for n in stored if n.startswith("bert/") and n not in variables
-                  and not NON_MODEL_VARIABLE_PATTERN.search(n)]
-    if missing or misshaped or unexpected:
-        raise AlbertError(_mismatch_message(path, model, stored, missing, unexpected, misshaped))
-
-    reader = tf.train.load_checkpoint(path)
-    loaded = []
-    for name, variable in variables.items():
-        if name in stored:
-            try:
-                value = reader.get_tensor(name)
-            except (tf.errors.OpError, ValueError, IndexError) as e:
-                raise AlbertError(
-                    f"checkpoint {path} is truncated or corrupt (reading {name}: "
-                    f"{_first_line(e)}); download or copy it again") from None
-            variable.assign(value.astype(variable.dtype.as_numpy_dtype, copy=False))
-            loaded.append(name)
-    return LoadReport(path, loaded, missing_allowed)
-
-
-def _mismatch_message(path, model, stored, missing, unexpected, misshaped):
-    config = model.config
-    causes = []
-    stored_style = _style_from_names(stored)
-    if stored_style and stored_style != model.style:
-        causes.append(
-            f"the checkpoint is {stored_style}-style but the model was built {model.style}-style "
-            f"(pass --style {stored_style} or use the matching config)")
-    for name, axis, key in (("bert/pooler/dense/kernel", 0, "hidden_size"),
-                            ("bert/embeddings/word_embeddings", 0, "vocab_size"),
-                            ("bert/embeddings/word_embeddings", 1, "embedding_size")):
-        if name in stored and stored[name][axis] != getattr(config, key):
-            causes.append(f"the config has {key}={getattr(config, key)} but the checkpoint "
-                          f"{stored[name][axis]}: this config does not belong to this checkpoint")
-    if not causes:
-        causes.append("config and checkpoint describe different architectures (layer count, "
-                      "groups, ln_type or weight sharing)")
-
-    def listing(label, names):
-        shown = ", ".join(names[:4]) + (f", ... ({len(names) - 4} more)" if len(names) > 4 else "")
-        return f"{len(names)} {label} [{shown}]"
-
-    parts = [listing(label, names) for label, names in (
-        ("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)) if names]
-    return (f"checkpoint {path} does not match the model: likely cause: {'; '.join(causes)}. "
-            + "; ".join(parts))
-
-
-def save_checkpoint(named_tensors, path_prefix):
-    """Write `{name: tensor}` as a TF1 name-based checkpoint (`prefix.index` + `prefix.data-*`).
-
-    The file is what tf.compat.v1.train.Saver writes, so `tf.train.list_variables`, the original
-    code and HF's converter read it. The `checkpoint` state file is left to the caller.
-    """
-    names = sorted(named_tensors)
-    tensors = [tf.convert_to_tensor(named_tensors[n]) for n in names]
-    directory = os.path.dirname(os.fspath(path_prefix))
-    if directory:
-        os.makedirs(directory, exist_ok=True)
-    tf.raw_ops.SaveV2(prefix=os.fspath(path_prefix), tensor_names=names,
-                      shape_and_slices=[""] * len(names), tensors=tensors)
-    return os.fspath(path_prefix)
-
-
-def read_checkpoint_tensors(ckpt_path, names=None):
-    """dict name -> numpy array for the given names (default: all) of a checkpoint."""
-    path = resolve_checkpoint_path(ckpt_path)
-    reader = tf.train.load_checkpoint(path)
-    names = names if names is not None else sorted(reader.get_variable_to_shape_map())
-    try:
-        return {n: reader.get_tensor(n) for n in names}
-    except (tf.errors.OpError, ValueError, IndexError) as e:
-        raise AlbertError(f"checkpoint {path} is truncated or corrupt: {_first_line(e)}") from None
-
-
-def check_vocab_size(config, vocab_file):
-    """Fail early when the config's vocab_size differs from the vocab file's entry count."""
-    try:
-        with open(vocab_file, encoding="utf-8") as f:
-            entries = sum(1 for _ in f)
-    except FileNotFoundError:
-        raise AlbertError(f"vocab file not found: {vocab_file}") from None
-    if entries != config.vocab_size:
-        raise AlbertError(
-            f"{vocab_file} has {entries} entries but the config says vocab_size="
-            f"{config.vocab_size}: use the vocab.txt that came with the model")
-    return entries
-
-
-def _first_line(error):
-    text = getattr(error, "message", None) or str(error)
-    return text.strip().splitlines()[0] if text.strip() else type(error).__name__
-

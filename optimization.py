@@ -46,15 +46,18 @@ WEIGHT_DECAY_EXCLUSIONS = ("LayerNorm", "layer_norm", "bias")
 class LinearWarmupPolynomialDecay:
     """The originals' learning rate as a function of the global step (a callable step -> lr)."""
 
-    def __init__(self, learning_rate, num_train_steps, num_warmup_steps, power=1.0,
-                 end_learning_rate=0.0):
+    def __init__(
+        self, learning_rate, num_train_steps, num_warmup_steps, power=1.0, end_learning_rate=0.0
+    ):
         if num_train_steps <= 0:
             raise errors.AlbertError(
                 f"num_train_steps must be positive, got {num_train_steps}: the learning rate "
-                "decays to its end value over num_train_steps")
+                "decays to its end value over num_train_steps"
+            )
         if num_warmup_steps < 0:
             raise errors.AlbertError(
-                f"num_warmup_steps must be >= 0, got {num_warmup_steps} (0 disables warmup)")
+                f"num_warmup_steps must be >= 0, got {num_warmup_steps} (0 disables warmup)"
+            )
         self.learning_rate = float(learning_rate)
         self.num_train_steps = int(num_train_steps)
         self.num_warmup_steps = int(num_warmup_steps)
@@ -65,8 +68,9 @@ class LinearWarmupPolynomialDecay:
         step = tf.cast(step, tf.float32)
         # tf.compat.v1.train.polynomial_decay with cycle=False: the step is clamped at T.
         progress = tf.minimum(step, float(self.num_train_steps)) / float(self.num_train_steps)
-        decayed = ((self.learning_rate - self.end_learning_rate) * (1.0 - progress) ** self.power
-                   + self.end_learning_rate)
+        decayed = (self.learning_rate - self.end_learning_rate) * (
+            1.0 - progress
+        ) ** self.power + self.end_learning_rate
         if self.num_warmup_steps == 0:
             return decayed
         warmup = self.learning_rate * (step / float(self.num_warmup_steps))
@@ -97,11 +101,22 @@ class _AdamFamilyOptimizer(tf.Module):
     Subclasses only choose the trust ratio (`_trust_ratio`), 1.0 for AdamW.
     """
 
-    def __init__(self, learning_rate, weight_decay_rate, beta_1, beta_2, epsilon,
-                 exclude_from_weight_decay, clip_norm, slot_suffixes, name):
+    def __init__(
+        self,
+        learning_rate,
+        weight_decay_rate,
+        beta_1,
+        beta_2,
+        epsilon,
+        exclude_from_weight_decay,
+        clip_norm,
+        slot_suffixes,
+        name,
+    ):
         super().__init__(name=name)
-        self.learning_rate = (learning_rate if callable(learning_rate)
-                              else _constant_schedule(learning_rate))
+        self.learning_rate = (
+            learning_rate if callable(learning_rate) else _constant_schedule(learning_rate)
+        )
         self.weight_decay_rate = float(weight_decay_rate)
         self.beta_1 = float(beta_1)
         self.beta_2 = float(beta_2)
@@ -109,8 +124,8 @@ class _AdamFamilyOptimizer(tf.Module):
         self.exclude_from_weight_decay = tuple(exclude_from_weight_decay or ())
         self.clip_norm = None if clip_norm is None else float(clip_norm)
         self.slot_suffixes = tuple(slot_suffixes)
-        self._variables = {}   # original name -> model variable
-        self._slots = {}       # original name -> (first moment m, second moment v)
+        self._variables = {}  # original name -> model variable
+        self._slots = {}  # original name -> (first moment m, second moment v)
         self._iterations = None
 
     # ----------------------------------------------------------------------------- state
@@ -126,16 +141,24 @@ class _AdamFamilyOptimizer(tf.Module):
             if self._iterations is None:
                 # ONLY_FIRST_REPLICA: harmless default should anyone assign it in a replica context.
                 self._iterations = tf.Variable(
-                    0, dtype=tf.int64, trainable=False, name="global_step",
-                    aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+                    0,
+                    dtype=tf.int64,
+                    trainable=False,
+                    name="global_step",
+                    aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+                )
             for name, var in named_variables.items():
                 if name in self._variables:
                     continue
                 with strategy.extended.colocate_vars_with(var):
                     self._slots[name] = tuple(
-                        tf.Variable(functools.partial(tf.zeros, var.shape, var.dtype),
-                                    trainable=False, name=f"{name}/{suffix}")
-                        for suffix in self.slot_suffixes)
+                        tf.Variable(
+                            functools.partial(tf.zeros, var.shape, var.dtype),
+                            trainable=False,
+                            name=f"{name}/{suffix}",
+                        )
+                        for suffix in self.slot_suffixes
+                    )
                 self._variables[name] = var
 
     @property
@@ -147,9 +170,11 @@ class _AdamFamilyOptimizer(tf.Module):
 
     def named_slot_variables(self):
         """Dict `<variable name>/<slot suffix>` -> slot variable, as the originals checkpoint them."""
-        return {f"{name}/{suffix}": slot
-                for name, slots in self._slots.items()
-                for suffix, slot in zip(self.slot_suffixes, slots, strict=True)}
+        return {
+            f"{name}/{suffix}": slot
+            for name, slots in self._slots.items()
+            for suffix, slot in zip(self.slot_suffixes, slots, strict=True)
+        }
 
     def current_learning_rate(self):
         """The learning rate the next `apply_gradients` will use."""
@@ -180,8 +205,9 @@ class _AdamFamilyOptimizer(tf.Module):
             return tf.constant(True)
 
         if skip_if_nonfinite:
-            finite = tf.reduce_all(tf.stack(
-                [tf.reduce_all(tf.math.is_finite(grad)) for grad in grads]))
+            finite = tf.reduce_all(
+                tf.stack([tf.reduce_all(tf.math.is_finite(grad)) for grad in grads])
+            )
         else:
             finite = tf.constant(True)
         if self.clip_norm is not None:
@@ -189,7 +215,8 @@ class _AdamFamilyOptimizer(tf.Module):
         learning_rate = self.learning_rate(self.iterations)
 
         apply_everywhere = functools.partial(
-            self._apply_on_every_device, names=names, skip_if_nonfinite=skip_if_nonfinite)
+            self._apply_on_every_device, names=names, skip_if_nonfinite=skip_if_nonfinite
+        )
         # Called eagerly outside any scope with mirrored variables: act as in their scope.
         with _in_scope_of(self._variables[name] for name in names):
             if tf.distribute.in_cross_replica_context():
@@ -198,11 +225,13 @@ class _AdamFamilyOptimizer(tf.Module):
                 # In a replica (strategy.run, or the default replica context without a strategy)
                 # the variables are updated once per device from the cross-replica context.
                 tf.distribute.get_replica_context().merge_call(
-                    apply_everywhere, args=(grads, learning_rate, finite))
+                    apply_everywhere, args=(grads, learning_rate, finite)
+                )
         return finite
 
-    def _apply_on_every_device(self, strategy, grads, learning_rate, finite, names,
-                               skip_if_nonfinite):
+    def _apply_on_every_device(
+        self, strategy, grads, learning_rate, finite, names, skip_if_nonfinite
+    ):
         """Cross-replica part: update each variable's copy on each device, then count the step.
 
         The arguments may be per-replica values; `extended.update` hands every device its own
@@ -210,9 +239,11 @@ class _AdamFamilyOptimizer(tf.Module):
         """
         for name, grad in zip(names, grads, strict=True):
             update_fn = functools.partial(
-                self._update_variable, name=name, skip_if_nonfinite=skip_if_nonfinite)
-            strategy.extended.update(self._variables[name], update_fn,
-                                     args=(grad, learning_rate, finite), group=False)
+                self._update_variable, name=name, skip_if_nonfinite=skip_if_nonfinite
+            )
+            strategy.extended.update(
+                self._variables[name], update_fn, args=(grad, learning_rate, finite), group=False
+            )
 
         def count_step(iterations, finite):
             return iterations.assign_add(tf.cast(finite, tf.int64))
@@ -221,24 +252,27 @@ class _AdamFamilyOptimizer(tf.Module):
 
     def _update_variable(self, var, grad, learning_rate, finite, name, skip_if_nonfinite):
         """The AdamW/LAMB rule for one variable on one device (reads/writes the local copies)."""
-        m, v = self._slots[name]   # inside `update`, mirrored slots resolve to this device's copy
+        m, v = self._slots[name]  # inside `update`, mirrored slots resolve to this device's copy
         old_m, old_v, old_var = (tf.convert_to_tensor(x) for x in (m, v, var))
 
         new_m = self.beta_1 * old_m + (1.0 - self.beta_1) * grad
         new_v = self.beta_2 * old_v + (1.0 - self.beta_2) * tf.square(grad)
-        update = new_m / (tf.sqrt(new_v) + self.epsilon)   # no bias correction, as the originals
+        update = new_m / (tf.sqrt(new_v) + self.epsilon)  # no bias correction, as the originals
         if self._use_weight_decay(name):
             update += self.weight_decay_rate * old_var
         new_var = old_var - learning_rate * self._trust_ratio(name, old_var, update) * update
 
         if skip_if_nonfinite:
-            new_m, new_v, new_var = (tf.where(finite, new, old) for new, old in
-                                     ((new_m, old_m), (new_v, old_v), (new_var, old_var)))
+            new_m, new_v, new_var = (
+                tf.where(finite, new, old)
+                for new, old in ((new_m, old_m), (new_v, old_v), (new_var, old_var))
+            )
         return [m.assign(new_m), v.assign(new_v), var.assign(new_var)]
 
     def _use_weight_decay(self, name):
         return self.weight_decay_rate != 0.0 and not _matches_any(
-            name, self.exclude_from_weight_decay)
+            name, self.exclude_from_weight_decay
+        )
 
     def _trust_ratio(self, name, var, update):
         return 1.0
@@ -247,11 +281,29 @@ class _AdamFamilyOptimizer(tf.Module):
 class AdamWeightDecay(_AdamFamilyOptimizer):
     """Adam with decoupled weight decay (the originals' AdamWeightDecayOptimizer, fine-tuning)."""
 
-    def __init__(self, learning_rate, weight_decay_rate=0.01, beta_1=0.9, beta_2=0.999,
-                 epsilon=1e-6, exclude_from_weight_decay=WEIGHT_DECAY_EXCLUSIONS, clip_norm=1.0,
-                 slot_suffixes=("adam_m", "adam_v"), name="AdamWeightDecay"):
-        super().__init__(learning_rate, weight_decay_rate, beta_1, beta_2, epsilon,
-                         exclude_from_weight_decay, clip_norm, slot_suffixes, name)
+    def __init__(
+        self,
+        learning_rate,
+        weight_decay_rate=0.01,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-6,
+        exclude_from_weight_decay=WEIGHT_DECAY_EXCLUSIONS,
+        clip_norm=1.0,
+        slot_suffixes=("adam_m", "adam_v"),
+        name="AdamWeightDecay",
+    ):
+        super().__init__(
+            learning_rate,
+            weight_decay_rate,
+            beta_1,
+            beta_2,
+            epsilon,
+            exclude_from_weight_decay,
+            clip_norm,
+            slot_suffixes,
+            name,
+        )
 
 
 class LAMB(_AdamFamilyOptimizer):
@@ -263,19 +315,37 @@ class LAMB(_AdamFamilyOptimizer):
     exclude_from_layer_adaptation=()), slots lamb_m/lamb_v.
     """
 
-    def __init__(self, learning_rate, weight_decay_rate=0.01, beta_1=0.9, beta_2=0.999,
-                 epsilon=1e-6, exclude_from_weight_decay=WEIGHT_DECAY_EXCLUSIONS,
-                 exclude_from_layer_adaptation=None, style="google", clip_norm=1.0,
-                 slot_suffixes=None, name="LAMB"):
+    def __init__(
+        self,
+        learning_rate,
+        weight_decay_rate=0.01,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-6,
+        exclude_from_weight_decay=WEIGHT_DECAY_EXCLUSIONS,
+        exclude_from_layer_adaptation=None,
+        style="google",
+        clip_norm=1.0,
+        slot_suffixes=None,
+        name="LAMB",
+    ):
         if style not in ("google", "brightmart"):
             raise errors.AlbertError(f"LAMB style must be 'google' or 'brightmart', got {style!r}")
         if exclude_from_layer_adaptation is None:
-            exclude_from_layer_adaptation = (exclude_from_weight_decay if style == "google"
-                                             else ())
+            exclude_from_layer_adaptation = exclude_from_weight_decay if style == "google" else ()
         if slot_suffixes is None:
             slot_suffixes = ("adam_m", "adam_v") if style == "google" else ("lamb_m", "lamb_v")
-        super().__init__(learning_rate, weight_decay_rate, beta_1, beta_2, epsilon,
-                         exclude_from_weight_decay, clip_norm, slot_suffixes, name)
+        super().__init__(
+            learning_rate,
+            weight_decay_rate,
+            beta_1,
+            beta_2,
+            epsilon,
+            exclude_from_weight_decay,
+            clip_norm,
+            slot_suffixes,
+            name,
+        )
         self.style = style
         self.exclude_from_layer_adaptation = tuple(exclude_from_layer_adaptation)
 
@@ -289,8 +359,16 @@ class LAMB(_AdamFamilyOptimizer):
         return tf.where((var_norm > 0.0) & (update_norm > 0.0), safe_ratio, 1.0)
 
 
-def create_optimizer(init_lr, num_train_steps, num_warmup_steps, optimizer="adamw",
-                     poly_power=1.0, style="google", weight_decay_rate=0.01, clip_norm=1.0):
+def create_optimizer(
+    init_lr,
+    num_train_steps,
+    num_warmup_steps,
+    optimizer="adamw",
+    poly_power=1.0,
+    style="google",
+    weight_decay_rate=0.01,
+    clip_norm=1.0,
+):
     """The originals' create_optimizer: warmup + polynomial decay, clipping, AdamW or LAMB.
 
     optimizer="adamw" (fine-tuning; slots adam_m/adam_v whatever the style) or "lamb"
@@ -299,11 +377,11 @@ def create_optimizer(init_lr, num_train_steps, num_warmup_steps, optimizer="adam
     """
     if style not in ("google", "brightmart"):
         raise errors.AlbertError(f"style must be 'google' or 'brightmart', got {style!r}")
-    schedule = LinearWarmupPolynomialDecay(init_lr, num_train_steps, num_warmup_steps,
-                                           power=poly_power)
+    schedule = LinearWarmupPolynomialDecay(
+        init_lr, num_train_steps, num_warmup_steps, power=poly_power
+    )
     if optimizer == "adamw":
         return AdamWeightDecay(schedule, weight_decay_rate=weight_decay_rate, clip_norm=clip_norm)
     if optimizer == "lamb":
-        return LAMB(schedule, weight_decay_rate=weight_decay_rate, style=style,
-                    clip_norm=clip_norm)
+        return LAMB(schedule, weight_decay_rate=weight_decay_rate, style=style, clip_norm=clip_norm)
     raise errors.AlbertError(f"optimizer must be 'adamw' or 'lamb', got {optimizer!r}")

@@ -64,17 +64,25 @@ def read_evaluations(output_dir):
 
 def plot(records, evaluations, png, title):
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     steps = [r["step"] for r in records]
     fig, (acc_axis, loss_axis) = plt.subplots(1, 2, figsize=(10, 3.8), dpi=90)
-    for key, label, color in (("masked_lm_accuracy", "masked LM", "tab:blue"),
-                              ("sentence_order_accuracy", "sentence order", "tab:orange")):
+    for key, label, color in (
+        ("masked_lm_accuracy", "masked LM", "tab:blue"),
+        ("sentence_order_accuracy", "sentence order", "tab:orange"),
+    ):
         acc_axis.plot(steps, [r[key] for r in records], color=color, label=f"{label} (train)")
         if evaluations:
-            acc_axis.plot([e["global_step"] for e in evaluations], [e[key] for e in evaluations],
-                          "o--", color=color, label=f"{label} (eval set)")
+            acc_axis.plot(
+                [e["global_step"] for e in evaluations],
+                [e[key] for e in evaluations],
+                "o--",
+                color=color,
+                label=f"{label} (eval set)",
+            )
     acc_axis.set_xlabel("step")
     acc_axis.set_ylabel("accuracy")
     acc_axis.set_ylim(0, 1)
@@ -82,8 +90,13 @@ def plot(records, evaluations, png, title):
     acc_axis.legend(fontsize=8)
     loss_axis.plot(steps, [r["loss"] for r in records], color="tab:green", label="loss (train)")
     if evaluations:
-        loss_axis.plot([e["global_step"] for e in evaluations], [e["loss"] for e in evaluations],
-                       "o--", color="tab:green", label="loss (eval set)")
+        loss_axis.plot(
+            [e["global_step"] for e in evaluations],
+            [e["loss"] for e in evaluations],
+            "o--",
+            color="tab:green",
+            label="loss (eval set)",
+        )
     loss_axis.set_xlabel("step")
     loss_axis.set_ylabel("MLM + SOP loss")
     loss_axis.grid(alpha=0.3)
@@ -105,8 +118,12 @@ def main(_):
         raise AlbertError(f"{log_path} is empty: no training loop has finished yet")
     evaluations = read_evaluations(FLAGS.output_dir)
     png = FLAGS.png or os.path.join(FLAGS.output_dir, "pretraining_curve.png")
-    plot(records, evaluations, png,
-         FLAGS.title or os.path.basename(os.path.normpath(FLAGS.output_dir)))
+    plot(
+        records,
+        evaluations,
+        png,
+        FLAGS.title or os.path.basename(os.path.normpath(FLAGS.output_dir)),
+    )
     print(f"wrote {png} ({len(records)} points, last step {records[-1]['step']})")
 
 

@@ -32,8 +32,10 @@ import numpy as np
 import tensorflow as tf
 from absl import flags, logging
 
+import checkpoints
 import classifier_data
 import errors
+import inference
 import modeling
 import optimization
 import tokenization
@@ -48,39 +50,17 @@ def define_flags(flag_values=FLAGS):
     """Define the flags (on import they are not: run_pretraining.py shares many names, and
     tests define them on their own FlagValues)."""
     fv = flag_values
-    # The original's flags.
+    training.define_training_flags(fv, keep_checkpoint_max=5, optimizer="adamw")
+    # The original's task flags.
     flags.DEFINE_string(
         "data_dir", None, "Directory with the task's train/dev/test files.", flag_values=fv
-    )
-    flags.DEFINE_string(
-        "bert_config_file", None, "ALBERT config JSON (either style).", flag_values=fv
     )
     flags.DEFINE_string(
         "task_name", None, "Task: " + ", ".join(sorted(classifier_data.PROCESSORS)), flag_values=fv
     )
     flags.DEFINE_string("vocab_file", None, "The vocab.txt of the model.", flag_values=fv)
-    flags.DEFINE_string(
-        "output_dir", None, "Where checkpoints, results and predictions go.", flag_values=fv
-    )
-    flags.DEFINE_string(
-        "init_checkpoint",
-        None,
-        "Released checkpoint (brightmart or google style), a run_pretraining output directory, "
-        "or a fine-tuned classifier. Without it the model is trained from scratch (warned).",
-        flag_values=fv,
-    )
     flags.DEFINE_bool(
         "do_lower_case", True, "Lower-case the input (True for the Chinese models).", flag_values=fv
-    )
-    flags.DEFINE_integer(
-        "max_seq_length", 128, "Maximum tokens per example, [CLS]/[SEP] included.", flag_values=fv
-    )
-    flags.DEFINE_bool("do_train", False, "Fine-tune on the train split.", flag_values=fv)
-    flags.DEFINE_bool(
-        "do_eval",
-        False,
-        "Evaluate on the dev split (after every epoch when training).",
-        flag_values=fv,
     )
     flags.DEFINE_bool(
         "do_predict",
@@ -88,31 +68,16 @@ def define_flags(flag_values=FLAGS):
         "Predict the test split (scored too when it is labelled).",
         flag_values=fv,
     )
-    flags.DEFINE_integer("train_batch_size", 32, "Global training batch size.", flag_values=fv)
-    flags.DEFINE_integer("eval_batch_size", 8, "Evaluation batch size.", flag_values=fv)
     flags.DEFINE_integer("predict_batch_size", 8, "Prediction batch size.", flag_values=fv)
-    flags.DEFINE_float("learning_rate", 5e-5, "Peak learning rate (AdamW).", flag_values=fv)
     flags.DEFINE_float(
         "num_train_epochs", 3.0, "Training epochs (may be fractional).", flag_values=fv
     )
     flags.DEFINE_float(
         "warmup_proportion", 0.1, "Fraction of the steps with linear warmup.", flag_values=fv
     )
-    flags.DEFINE_integer(
-        "save_checkpoints_steps", 1000, "Save a checkpoint every this many steps.", flag_values=fv
-    )
-    flags.DEFINE_integer(
-        "iterations_per_loop", 1000, "Steps per tf.function call (upper bound).", flag_values=fv
-    )
     # Additions.
-    flags.DEFINE_string(
-        "style", None, "brightmart|google; default: from checkpoint, then config.", flag_values=fv
-    )
     flags.DEFINE_integer(
         "num_train_steps", None, "Train this many steps instead of epochs.", flag_values=fv
-    )
-    flags.DEFINE_enum(
-        "optimizer", "adamw", ["adamw", "lamb"], "Fine-tuning optimizer.", flag_values=fv
     )
     flags.DEFINE_float(
         "weight_decay_rate", 0.01, "Decoupled weight decay (not LayerNorm/bias).", flag_values=fv
@@ -159,44 +124,9 @@ def define_flags(flag_values=FLAGS):
         "With do_train+do_eval, evaluate after each epoch.",
         flag_values=fv,
     )
-    flags.DEFINE_integer(
-        "seed", 12345, "Seed of initialisation, shuffling and dropout.", flag_values=fv
-    )
-    flags.DEFINE_integer(
-        "keep_checkpoint_max",
-        5,
-        "Step checkpoints kept (0 = all); best kept apart.",
-        flag_values=fv,
-    )
-    # Shared with run_pretraining.py (training.py): strategies and precision.
-    flags.DEFINE_enum(
-        "strategy", "auto", list(training.STRATEGIES), "tf.distribute strategy.", flag_values=fv
-    )
-    flags.DEFINE_enum(
-        "precision", "fp32", list(training.PRECISIONS), "Compute precision.", flag_values=fv
-    )
-    flags.DEFINE_bool("use_xla", False, "XLA-compile the forward/backward pass.", flag_values=fv)
-    flags.DEFINE_integer(
-        "gradient_accumulation_steps", 1, "Micro-batches per optimizer step.", flag_values=fv
-    )
-    flags.DEFINE_bool("use_tpu", False, "Train on a TPU (implies --fixed_length).", flag_values=fv)
-    flags.DEFINE_string("tpu_name", None, "TPU name or grpc:// address.", flag_values=fv)
-    flags.DEFINE_string("tpu_zone", None, "GCE zone of the TPU (optional).", flag_values=fv)
-    flags.DEFINE_string("gcp_project", None, "GCP project of the TPU (optional).", flag_values=fv)
-    flags.DEFINE_string(
-        "master", None, "Accepted for compatibility with the original; unused.", flag_values=fv
-    )
-    flags.DEFINE_integer(
-        "num_tpu_cores", 8, "Accepted for compatibility; TPUStrategy uses all.", flag_values=fv
-    )
-
-    flags.mark_flags_as_required(
-        ["task_name", "vocab_file", "bert_config_file", "output_dir"], flag_values=fv
-    )
+    flags.mark_flags_as_required(["task_name", "vocab_file", "output_dir"], flag_values=fv)
 
 
-BEST_CHECKPOINT = "model.ckpt-best"
-CONFIG_COPY = "albert_config.json"
 SPLIT_FLAGS = {"train": "train_file", "dev": "dev_file", "test": "test_file"}
 
 
@@ -243,9 +173,9 @@ def to_features(examples, label_list, tokenizer):
 # ----------------------------------------------------------------------------- model
 
 
-def load_config():
-    """The model config with the dropout overrides; checks max_seq_length against it."""
-    config = modeling.AlbertConfig.from_json_file(FLAGS.bert_config_file)
+def load_config(config_file):
+    """The model config with the dropout overrides, checked against the flags and the vocab."""
+    config = modeling.AlbertConfig.from_json_file(config_file)
     overrides = {
         key: getattr(FLAGS, key)
         for key in ("hidden_dropout_prob", "attention_probs_dropout_prob")
@@ -253,11 +183,8 @@ def load_config():
     }
     if overrides:
         config = config.replace(**overrides)
-    if FLAGS.max_seq_length > config.max_position_embeddings:
-        raise errors.AlbertError(
-            f"--max_seq_length={FLAGS.max_seq_length} exceeds max_position_embeddings="
-            f"{config.max_position_embeddings} of {FLAGS.bert_config_file}; lower it"
-        )
+    config.check_max_seq_length(FLAGS.max_seq_length)
+    tokenization.check_vocab_size(FLAGS.vocab_file, config.vocab_size)
     return config
 
 
@@ -267,70 +194,24 @@ def build_classifier(config, num_labels, style, seed=None):
     )
 
 
-def initialize_from_checkpoint(model, init_checkpoint):
-    """Load pretrained (or fine-tuned) weights; warn loudly when there are none."""
-    if not init_checkpoint:
-        logging.warning(
-            "\n%s\nNO --init_checkpoint: fine-tuning from RANDOM weights (from scratch).\n"
-            "Accuracy will be far below a pretrained model's. Pass a released albert_zh\n"
-            "checkpoint or a run_pretraining.py output directory.\n%s",
-            "!" * 72,
-            "!" * 72,
-        )
-        return None
-    report = modeling.load_checkpoint(model, init_checkpoint)
-    logging.info(
-        "initialized %d variables from %s (left as initialised: %s)",
-        len(report.loaded),
-        report.path,
-        ", ".join(report.missing_allowed) or "none",
+def warn_if_from_scratch(init_checkpoint, resuming):
+    if init_checkpoint or resuming:
+        return
+    logging.warning(
+        "\n%s\nNO --init_checkpoint: fine-tuning from RANDOM weights (from scratch).\n"
+        "Accuracy will be far below a pretrained model's. Pass a released albert_zh\n"
+        "checkpoint or a run_pretraining.py output directory.\n%s",
+        "!" * 72,
+        "!" * 72,
     )
-    return report
 
 
-def classification_loss(logits, label_ids):
-    """Mean cross-entropy (the original's loss)."""
-    per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=label_ids, logits=logits)
-    return tf.reduce_mean(per_example)
-
-
-def make_probability_fn(model):
-    """A tf.function batch -> class probabilities, traced once for [None, None] inputs."""
-    spec = tf.TensorSpec([None, None], tf.int32)
-
-    @tf.function(input_signature=[spec, spec, spec])
-    def probabilities(input_ids, input_mask, segment_ids):
-        logits = model(input_ids, input_mask, segment_ids, training=False)
-        return tf.nn.softmax(logits, axis=-1)
-
-    return probabilities
-
-
-def predict_probabilities(probability_fn, features, batch_size):
-    """Class probabilities [N, C] for every example, in the examples' order.
-
-    Batches are bucketed by length (no shuffling) and mapped back by index.
-    """
-    probabilities = None
-    batches = classifier_data.make_batches(features.lengths, batch_size, shuffle=False)
-    done, start = 0, time.time()
-    for indices in batches:
-        batch = classifier_data.pad_batch(
-            features, indices, FLAGS.max_seq_length, FLAGS.fixed_length
-        )
-        probs = probability_fn(batch["input_ids"], batch["input_mask"], batch["segment_ids"])
-        probs = probs.numpy()
-        if probabilities is None:
-            probabilities = np.zeros((len(features), probs.shape[1]), np.float32)
-        probabilities[indices] = probs
-        done += len(indices)
-    logging.info(
-        "predicted %d examples in %.1fs (%.0f examples/s)",
-        done,
-        time.time() - start,
-        done / max(time.time() - start, 1e-9),
+def predict_probabilities(predictor, features, batch_size):
+    """Class probabilities [N, C] for every example, in the examples' order."""
+    outputs = inference.predict(
+        predictor, features, batch_size, FLAGS.max_seq_length, FLAGS.fixed_length
     )
-    return probabilities
+    return outputs["probabilities"]
 
 
 def compute_metrics(probabilities, label_ids, num_labels):
@@ -407,33 +288,19 @@ def write_predictions(output_dir, examples, probabilities, label_list, label_nam
             )
 
 
-def save_model_checkpoint(model, path_prefix, global_step):
-    """Weights + global_step under the original names (no optimizer slots)."""
-    tensors = {name: var.read_value() for name, var in model.named_variables().items()}
-    tensors["global_step"] = tf.constant(int(global_step), tf.int64)
-    return modeling.save_checkpoint(tensors, path_prefix)
-
-
 def write_model_info(output_dir, config, label_list, label_names, style):
-    """Files that make output_dir self-contained for similarity.py / export: config, vocab."""
-    tf.io.gfile.makedirs(output_dir)
-    with open(os.path.join(output_dir, CONFIG_COPY), "w", encoding="utf-8") as f:
-        f.write(config.to_json_string())
-    vocab_copy = os.path.join(output_dir, "vocab.txt")
-    if os.path.abspath(FLAGS.vocab_file) != os.path.abspath(vocab_copy):
-        tf.io.gfile.copy(FLAGS.vocab_file, vocab_copy, overwrite=True)
+    """Config, vocab and model_info.json: output_dir alone then serves similarity.py / export."""
     info = {
+        "task": "classification",
         "task_name": FLAGS.task_name,
         "labels": list(label_list),
         "label_names": list(label_names),
         "max_seq_length": FLAGS.max_seq_length,
         "do_lower_case": FLAGS.do_lower_case,
         "style": style,
-        "config_file": CONFIG_COPY,
         "init_checkpoint": FLAGS.init_checkpoint,
     }
-    with open(os.path.join(output_dir, "classifier_info.json"), "w", encoding="utf-8") as f:
-        json.dump(info, f, ensure_ascii=False, indent=2)
+    checkpoints.write_model_info(output_dir, config, FLAGS.vocab_file, info)
 
 
 # ----------------------------------------------------------------------------- training
@@ -458,7 +325,12 @@ def make_loss_fn(model):
 
 
 def make_train_dataset_fn(
-    features, global_batch_size, num_replicas, max_seq_length, fixed_length, data_seed,
+    features,
+    global_batch_size,
+    num_replicas,
+    max_seq_length,
+    fixed_length,
+    data_seed,
     num_train_steps,
 ):
     """dataset_fn(input_context, start_step) for Trainer.train: per-replica padded batches.
@@ -512,37 +384,6 @@ def epoch_end_steps(num_train_steps, steps_per_epoch):
     return ends + [num_train_steps]
 
 
-class BestCheckpointKeeper:
-    """Keeps `model.ckpt-best` = the weights with the highest dev accuracy so far.
-
-    The record (best_checkpoint.json) survives restarts, so a resumed run keeps comparing
-    against the best of the earlier part.
-    """
-
-    def __init__(self, output_dir):
-        self.prefix = os.path.join(output_dir, BEST_CHECKPOINT)
-        self.record_path = os.path.join(output_dir, "best_checkpoint.json")
-        self.best = None
-        if os.path.isfile(self.record_path) and os.path.exists(self.prefix + ".index"):
-            with open(self.record_path, encoding="utf-8") as f:
-                self.best = json.load(f)
-
-    def update(self, model, global_step, metrics):
-        if self.best is not None and metrics["accuracy"] <= self.best["accuracy"]:
-            return False
-        save_model_checkpoint(model, self.prefix, global_step)
-        self.best = {"accuracy": metrics["accuracy"], "global_step": int(global_step)}
-        with open(self.record_path, "w", encoding="utf-8") as f:
-            json.dump(self.best, f)
-        logging.info(
-            "new best dev accuracy %.4f at step %d: saved %s",
-            metrics["accuracy"],
-            global_step,
-            self.prefix,
-        )
-        return True
-
-
 def train(strategy, model, features, evaluate_dev):
     """Fine-tune with the shared training loop; evaluate the dev set after every epoch.
 
@@ -585,11 +426,11 @@ def train(strategy, model, features, evaluate_dev):
         use_xla=FLAGS.use_xla,
         gradient_accumulation_steps=FLAGS.gradient_accumulation_steps,
         keep_checkpoint_max=FLAGS.keep_checkpoint_max,
+        overwrite_output_dir=FLAGS.overwrite_output_dir,
     )
-    resuming = training.latest_checkpoint(FLAGS.output_dir) is not None
-    if not resuming:
-        initialize_from_checkpoint(model, FLAGS.init_checkpoint)
-    trainer.restore_or_initialize(None)  # resumes from output_dir's latest checkpoint if any
+    # Resumes from output_dir's newest readable checkpoint if any, else loads init_checkpoint.
+    trainer.restore_or_initialize(FLAGS.init_checkpoint)
+    warn_if_from_scratch(FLAGS.init_checkpoint, trainer.global_step > 0)
 
     logging.info(
         "fine-tuning %s-style model: %d examples, %.1f steps/epoch, steps %d -> %d "
@@ -639,15 +480,17 @@ def train(strategy, model, features, evaluate_dev):
 
 
 def validate_flags():
+    """Every flag checked before TensorFlow starts; returns the config file."""
     if not (FLAGS.do_train or FLAGS.do_eval or FLAGS.do_predict):
         raise errors.AlbertError(
             "nothing to do: pass at least one of --do_train, --do_eval, --do_predict"
         )
-    for name in ("train_batch_size", "eval_batch_size", "predict_batch_size", "max_seq_length"):
-        if getattr(FLAGS, name) <= 0:
-            raise errors.AlbertError(f"--{name} must be positive, got {getattr(FLAGS, name)}")
-    if FLAGS.max_seq_length < 3:
-        raise errors.AlbertError("--max_seq_length must be at least 3 ([CLS] a [SEP] b [SEP])")
+    training.check_training_flags(FLAGS)
+    config_file = checkpoints.config_file_from_flags(FLAGS)
+    if FLAGS.predict_batch_size <= 0:
+        raise errors.AlbertError(
+            f"--predict_batch_size must be positive, got {FLAGS.predict_batch_size}"
+        )
     if FLAGS.use_tpu and not FLAGS.fixed_length:
         logging.info("--use_tpu: padding every batch to --max_seq_length (static shapes)")
         FLAGS.fixed_length = True
@@ -657,54 +500,56 @@ def validate_flags():
         path = getattr(FLAGS, name)
         if path and not os.path.isfile(path):
             raise errors.AlbertError(f"--{name}={path} does not exist")
+    return config_file
+
+
+def check_sequence_room(processor):
+    """A pair task needs [CLS] a [SEP] b [SEP] with one token each at least: 5 positions."""
+    needed = 5 if processor.is_pair_task() else 3
+    if FLAGS.max_seq_length < needed:
+        raise errors.AlbertError(
+            f"--max_seq_length={FLAGS.max_seq_length} leaves no room for text: task "
+            f"{FLAGS.task_name} needs at least {needed} ([CLS] a [SEP]"
+            + (" b [SEP])" if needed == 5 else ")")
+        )
 
 
 def model_for_inference(model, trainer_ran):
-    """Load the weights to evaluate/predict with; returns a name for the results files.
+    """Load the weights to evaluate/predict with; returns (name, global step) for the results.
 
     After training: model.ckpt-best when one was kept, else the final weights. Without
-    training: output_dir's model.ckpt-best, else its latest checkpoint, else
-    --init_checkpoint (which must then be a fine-tuned classifier).
+    training: output_dir's best, else its latest checkpoint, else --init_checkpoint (which
+    must then be a fine-tuned classifier).
     """
-    best = os.path.join(FLAGS.output_dir, BEST_CHECKPOINT)
-    if os.path.exists(best + ".index"):
-        modeling.load_checkpoint(model, best, allow_missing=("cls/",))
-        return BEST_CHECKPOINT
-    if trainer_ran:
-        return "final weights"
-    candidate = training.latest_checkpoint(FLAGS.output_dir) or FLAGS.init_checkpoint
-    if not candidate:
+    best = os.path.join(FLAGS.output_dir, checkpoints.BEST_CHECKPOINT)
+    if trainer_ran and not os.path.exists(best + ".index"):
+        return "final weights", None
+    if os.path.exists(best + ".index") or checkpoints.latest_checkpoint(FLAGS.output_dir):
+        candidate = FLAGS.output_dir
+    elif FLAGS.init_checkpoint:
+        candidate = FLAGS.init_checkpoint
+    else:
         raise errors.AlbertError(
             f"nothing to evaluate: {FLAGS.output_dir} has no checkpoint and no "
             "--init_checkpoint was given; add --do_train"
         )
-    if "output_weights" not in modeling.checkpoint_variable_names(candidate):
+    path = checkpoints.resolve_checkpoint_path(candidate)
+    if not checkpoints.checkpoint_heads(path).num_labels:
         raise errors.AlbertError(
-            f"{candidate} has no classifier head (output_weights): it is not fine-tuned; "
-            "add --do_train"
+            f"{path} has no classifier head (output_weights): it is not fine-tuned; add --do_train"
         )
-    modeling.load_checkpoint(model, candidate, allow_missing=("cls/",))
-    return os.path.basename(modeling.resolve_checkpoint_path(candidate))
-
-
-def checkpoint_global_step(name):
-    """global_step stored in output_dir's checkpoint `name` (0 when unknown)."""
-    path = os.path.join(FLAGS.output_dir, name)
-    if not os.path.exists(path + ".index"):
-        return 0
-    return int(modeling.read_checkpoint_tensors(path, ["global_step"])["global_step"])
+    checkpoints.load_checkpoint(model, path, allow_missing=("cls/",))
+    return os.path.basename(path), checkpoints.global_step_of(path)
 
 
 def main(argv):
     del argv
-    validate_flags()
+    config_file = validate_flags()
     # The strategy first: multi-worker and TPU runtimes must be set up before other TF ops.
-    strategy = training.create_strategy(
-        FLAGS.strategy, FLAGS.use_tpu, FLAGS.tpu_name, FLAGS.tpu_zone, FLAGS.gcp_project
-    )
+    strategy = training.strategy_from_flags(FLAGS)
     tf.random.set_seed(FLAGS.seed)
-    config = load_config()
-    style = modeling.resolve_style(config, FLAGS.init_checkpoint, FLAGS.style)
+    config = load_config(config_file)
+    style = checkpoints.resolve_style(config, FLAGS.init_checkpoint, FLAGS.style)
     processor = classifier_data.get_processor(
         FLAGS.task_name,
         data_dir=FLAGS.data_dir,
@@ -712,35 +557,45 @@ def main(argv):
         labels=FLAGS.labels,
         train_file=FLAGS.train_file,
     )
+    check_sequence_room(processor)
     label_list, label_names = processor.get_labels(), processor.label_names()
     tokenizer = tokenization.FullTokenizer(FLAGS.vocab_file, do_lower_case=FLAGS.do_lower_case)
-    tf.io.gfile.makedirs(FLAGS.output_dir)
+    lock = checkpoints.OutputDirLock(FLAGS.output_dir)
+    if training.is_chief(strategy):
+        lock.acquire()
+    try:
+        run(strategy, config, style, processor, label_list, label_names, tokenizer)
+    finally:
+        lock.release()
+
+
+def run(strategy, config, style, processor, label_list, label_names, tokenizer):
+    """Train / evaluate / predict as the flags say (the caller holds output_dir's lock)."""
     write_model_info(FLAGS.output_dir, config, label_list, label_names, style)
     logging.info(
-        "task %s: %d labels %s; model %s (%s style); init %s",
+        "task %s: %d labels %s; %s-style model; init %s",
         FLAGS.task_name,
         len(label_list),
         label_names,
-        FLAGS.bert_config_file,
         style,
         FLAGS.init_checkpoint or "NONE (from scratch)",
     )
 
     with strategy.scope():
         model = build_classifier(config, len(label_list), style, seed=FLAGS.seed)
-    probability_fn = make_probability_fn(model)
+    predictor = inference.Predictor(model)
     summary = {}
 
     dev_features = None
     if FLAGS.do_eval:
         dev_examples = read_split(processor, "dev")
         dev_features = to_features(dev_examples, label_list, tokenizer)
-    keeper = BestCheckpointKeeper(FLAGS.output_dir)
+    keeper = checkpoints.BestCheckpointKeeper(FLAGS.output_dir, metric="accuracy")
 
     def evaluate_dev(global_step, checkpoint_name=None):
         if dev_features is None:
             return None
-        probabilities = predict_probabilities(probability_fn, dev_features, FLAGS.eval_batch_size)
+        probabilities = predict_probabilities(predictor, dev_features, FLAGS.eval_batch_size)
         metrics = compute_metrics(probabilities, dev_features.label_ids, len(label_list))
         name = checkpoint_name or f"model.ckpt-{global_step}"
         write_eval_results(FLAGS.output_dir, "dev", name, global_step, metrics)
@@ -754,10 +609,11 @@ def main(argv):
         train_features = to_features(train_examples, label_list, tokenizer)
         trainer = train(strategy, model, train_features, evaluate_dev)
 
-    name = model_for_inference(model, trainer is not None)
-    step = checkpoint_global_step(name) if name != "final weights" else trainer.global_step
+    name, step = model_for_inference(model, trainer is not None)
+    if step is None:
+        step = trainer.global_step
     if FLAGS.do_eval:
-        if trainer is not None and keeper.best is not None and name == BEST_CHECKPOINT:
+        if trainer is not None and keeper.best is not None and name == checkpoints.BEST_CHECKPOINT:
             # Evaluated when it was saved (same weights, same dev set): no second pass.
             summary["dev"] = {"accuracy": keeper.best["accuracy"], "global_step": step}
         else:
@@ -765,9 +621,7 @@ def main(argv):
     if FLAGS.do_predict:
         test_examples = read_split(processor, "test")
         test_features = to_features(test_examples, label_list, tokenizer)
-        probabilities = predict_probabilities(
-            probability_fn, test_features, FLAGS.predict_batch_size
-        )
+        probabilities = predict_probabilities(predictor, test_features, FLAGS.predict_batch_size)
         write_predictions(FLAGS.output_dir, test_examples, probabilities, label_list, label_names)
         logging.info(
             "wrote %d predictions to %s/test_results.tsv and test_predictions.tsv",

@@ -35,7 +35,7 @@ SEP_TOKEN = "[SEP]"
 
 # CJK Unified Ideographs blocks (and compatibility ideographs) that BERT pads with spaces so
 # that every Chinese character becomes its own token. Hiragana, Katakana, Hangul are not here.
-_CJK_RANGES = (
+CJK_RANGES = (
     (0x4E00, 0x9FFF),
     (0x3400, 0x4DBF),
     (0x20000, 0x2A6DF),
@@ -45,6 +45,10 @@ _CJK_RANGES = (
     (0xF900, 0xFAFF),
     (0x2F800, 0x2FA1F),
 )
+
+
+# The same set as one regular-expression character class, for code that splits with `re`.
+CJK_CHAR_CLASS = "".join(f"\\U{lo:08x}-\\U{hi:08x}" for lo, hi in CJK_RANGES)
 
 
 # ----------------------------------------------------------------------------- text helpers
@@ -97,9 +101,9 @@ def _is_punctuation(char):
     return unicodedata.category(char).startswith("P")
 
 
-def _is_chinese_char(cp):
+def is_chinese_char(cp):
     """Whether code point `cp` is in one of BERT's CJK ideograph ranges."""
-    return any(low <= cp <= high for low, high in _CJK_RANGES)
+    return any(low <= cp <= high for low, high in CJK_RANGES)
 
 
 # ----------------------------------------------------------------------------- vocabulary
@@ -124,6 +128,25 @@ def load_vocab(vocab_file):
             f"vocab file is empty: {vocab_file} (expected one token per line, e.g. vocab.txt)"
         )
     return vocab
+
+
+def check_vocab_size(vocab_file, vocab_size):
+    """The vocab file must have exactly the config's vocab_size entries.
+
+    More entries would give ids the embedding table does not have (an error mid-training);
+    fewer would leave rows unused and, with a vocab of another model, map most characters
+    to [UNK]. Either way the vocab and the config belong to different models.
+    """
+    if not os.path.isfile(vocab_file):
+        raise errors.AlbertError(f"vocab file not found: {vocab_file}")
+    with open(vocab_file, "rb") as f:
+        entries = sum(1 for _ in f)
+    if entries != vocab_size:
+        raise errors.AlbertError(
+            f"{vocab_file} has {entries} entries but the config says vocab_size={vocab_size}: "
+            "use the vocab.txt that came with the model (or its config)"
+        )
+    return entries
 
 
 def convert_by_vocab(vocab, items):
@@ -257,7 +280,7 @@ class BasicTokenizer:
         """Put a space before and after every CJK ideograph."""
         output = []
         for char in text:
-            if _is_chinese_char(ord(char)):
+            if is_chinese_char(ord(char)):
                 output.extend((" ", char, " "))
             else:
                 output.append(char)
@@ -336,7 +359,8 @@ def word_segmenter(name=DEFAULT_WORD_SEGMENTER):
     """A function text -> list of words (jieba's default mode, HMM on), loaded on first use."""
     if name not in WORD_SEGMENTERS:
         raise errors.AlbertError(
-            f"unknown word segmenter {name!r}: use one of {', '.join(WORD_SEGMENTERS)}")
+            f"unknown word segmenter {name!r}: use one of {', '.join(WORD_SEGMENTERS)}"
+        )
     if name not in _segmenters:
         if name == "rjieba":
             import rjieba
@@ -349,75 +373,3 @@ def word_segmenter(name=DEFAULT_WORD_SEGMENTER):
             jieba.initialize()
             _segmenters[name] = jieba.lcut
     return _segmenters[name]
-
-
-def _is_special_token(token):
-    """Special tokens look like "[CLS]", "[MASK]", "[unused1]"; a lone "[" is punctuation."""
-    return len(token) > 2 and token.startswith("[") and token.endswith("]")
-
-
-def _is_cjk_token(surface):
-    """Whether a token's text (without "##") consists only of CJK ideographs."""
-    return bool(surface) and all(_is_chinese_char(ord(char)) for char in surface)
-
-
-def jieba_word_spans(tokens, segmenter=DEFAULT_WORD_SEGMENTER):
-    """Group the WordPiece tokens of one segment into words, for whole-word masking.
-
-    Returns a list of (start, end) token index spans (end exclusive), in order, covering
-    every index exactly once. A new word starts at a token unless:
-      * it is a "##" continuation piece (joins the previous token's word, e.g. English
-        "hel", "##lo"), or
-      * it and the previous token are both Chinese characters and jieba puts them in the
-        same word ("中", "华", "人", "民", "共", "和", "国" -> one span of 7).
-    Special tokens ("[CLS]", "[SEP]", "[UNK]", "[MASK]", ...) are always spans of their own.
-
-    `segmenter` names one of WORD_SEGMENTERS (both give jieba's words).
-    jieba runs once on the joined text of the tokens themselves ("##" removed; a space where
-    a word boundary is already certain), so its word boundaries align exactly with token
-    character offsets even for lower-cased or accent-stripped tokens. If jieba's words do
-    not concatenate back to that text, every Chinese character becomes its own word.
-    """
-    if not tokens:
-        return []
-    surfaces = [
-        "" if _is_special_token(token) else token[2:] if token.startswith("##") else token
-        for token in tokens
-    ]
-
-    # Build jieba's input and remember where each token's text starts in it.
-    pieces = []
-    token_starts = []
-    offset = 0
-    for index, surface in enumerate(surfaces):
-        if index > 0 and not (_is_cjk_token(surfaces[index - 1]) and _is_cjk_token(surface)):
-            pieces.append(" ")  # keeps jieba from gluing e.g. two English words together
-            offset += 1
-        token_starts.append(offset)
-        pieces.append(surface)
-        offset += len(surface)
-    text = "".join(pieces)
-
-    words = word_segmenter(segmenter)(text)
-    word_starts = set()
-    if "".join(words) == text:
-        position = 0
-        for word in words:
-            word_starts.add(position)
-            position += len(word)
-    else:  # Defensive: never seen, but misalignment must not merge unrelated tokens.
-        word_starts = set(token_starts)
-
-    spans = []
-    for index, token in enumerate(tokens):
-        joins_previous = False
-        if index > 0 and not (_is_special_token(token) or _is_special_token(tokens[index - 1])):
-            if token.startswith("##"):
-                joins_previous = True
-            elif _is_cjk_token(surfaces[index - 1]) and _is_cjk_token(surfaces[index]):
-                joins_previous = token_starts[index] not in word_starts
-        if joins_previous:
-            spans[-1] = (spans[-1][0], index + 1)
-        else:
-            spans.append((index, index + 1))
-    return spans

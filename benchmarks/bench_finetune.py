@@ -215,9 +215,8 @@ def bench_hf(args, features, results):
             features.lengths, args.batch_size, shuffle=True, seed=3, bucket=not fixed
         )
         indices = [i for i in indices if len(i) == args.batch_size][: args.hf_steps]
-        batches[name] = [
-            classifier_data.pad_batch(features, i, args.max_seq_length, fixed) for i in indices
-        ]
+        dataset = classifier_data.make_dataset(features, indices, args.max_seq_length, fixed)
+        batches[name] = [{k: v.numpy() for k, v in batch.items()} for batch in dataset]
     rows = {}
     for impl, make in (
         ("ours (TF, tf.function)", ours_step_fn),

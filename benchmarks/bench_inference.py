@@ -25,19 +25,26 @@ from absl import app, flags, logging
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("configs", ["configs/albert_config_tiny_google.json",
-                              "configs/google_albert_base_zh.json"], "Config JSON files.")
+flags.DEFINE_list(
+    "configs",
+    ["configs/albert_config_tiny_google.json", "configs/google_albert_base_zh.json"],
+    "Config JSON files.",
+)
 flags.DEFINE_list("batch_sizes", ["1", "32"], "Batch sizes.")
 flags.DEFINE_integer("seq_length", 128, "Sequence length.")
 flags.DEFINE_integer("repeats", 5, "Timed repeats per mode (the median is reported).")
-flags.DEFINE_float("min_repeat_seconds", 1.0,
-                   "Each repeat runs whole calls until at least this long has passed.")
+flags.DEFINE_float(
+    "min_repeat_seconds", 1.0, "Each repeat runs whole calls until at least this long has passed."
+)
 flags.DEFINE_integer("threads", None, "CPU threads for TF (intra-op) and torch; default: all.")
 flags.DEFINE_list("modes", ["eager", "tf_function", "xla", "hf_torch"], "What to time.")
 flags.DEFINE_string("output_json", "/tmp/albert_bench/bench_inference.json", "Results file.")
-flags.DEFINE_bool("omp_passive", True,
-                  "Set OMP_WAIT_POLICY=PASSIVE for torch: on a shared/loaded machine OpenMP's "
-                  "spin-waiting threads made HF 30-70x slower at 2 threads (measured).")
+flags.DEFINE_bool(
+    "omp_passive",
+    True,
+    "Set OMP_WAIT_POLICY=PASSIVE for torch: on a shared/loaded machine OpenMP's "
+    "spin-waiting threads made HF 30-70x slower at 2 threads (measured).",
+)
 
 
 def configure_threads(threads):
@@ -56,9 +63,9 @@ def random_batch(batch_size, seq_length, vocab_size, seed=0):
     rng = np.random.default_rng(seed)
     ids = rng.integers(1, vocab_size, size=(batch_size, seq_length)).astype(np.int32)
     mask = np.ones_like(ids)
-    mask[1::2, seq_length * 3 // 4:] = 0
+    mask[1::2, seq_length * 3 // 4 :] = 0
     segments = np.zeros_like(ids)
-    segments[:, seq_length // 2:] = 1
+    segments[:, seq_length // 2 :] = 1
     return ids * mask, mask, segments * mask
 
 
@@ -110,14 +117,21 @@ def hf_runner(config, ids, mask, segments):
     import convert_albert_tf_checkpoint_to_pytorch as converter
 
     values = converter.hf_config_dict(
-        config, config.embedding_size, config.num_hidden_groups, config.inner_group_num,
-        None, ["AlbertModel"])
+        config,
+        config.embedding_size,
+        config.num_hidden_groups,
+        config.inner_group_num,
+        None,
+        ["AlbertModel"],
+    )
     if config.style == "brightmart":  # what the converter writes for brightmart models
         values.update(embedding_size=config.hidden_size, num_hidden_groups=1, inner_group_num=1)
     model = transformers.AlbertModel(transformers.AlbertConfig(**values)).eval()
-    inputs = dict(input_ids=torch.tensor(ids, dtype=torch.long),
-                  attention_mask=torch.tensor(mask, dtype=torch.long),
-                  token_type_ids=torch.tensor(segments, dtype=torch.long))
+    inputs = dict(
+        input_ids=torch.tensor(ids, dtype=torch.long),
+        attention_mask=torch.tensor(mask, dtype=torch.long),
+        token_type_ids=torch.tensor(segments, dtype=torch.long),
+    )
 
     def run_once():
         with torch.inference_mode():
@@ -135,21 +149,35 @@ def benchmark_config(config_file, batch_sizes):
     rows = []
     for batch_size in batch_sizes:
         ids, mask, segments = random_batch(batch_size, FLAGS.seq_length, config.vocab_size)
-        row = {"config": os.path.basename(config_file), "style": style, "batch_size": batch_size,
-               "seq_length": FLAGS.seq_length, "modes": {}}
+        row = {
+            "config": os.path.basename(config_file),
+            "style": style,
+            "batch_size": batch_size,
+            "seq_length": FLAGS.seq_length,
+            "modes": {},
+        }
         for mode in FLAGS.modes:
             if mode == "hf_torch":
                 run_once, attention = hf_runner(config, ids, mask, segments)
                 row["hf_attention"] = attention
             else:
                 run_once = ours_runner(encoder, mode, ids, mask, segments)
-            rates, first_call_s = time_calls(run_once, batch_size, FLAGS.repeats,
-                                             FLAGS.min_repeat_seconds)
-            row["modes"][mode] = {"median_seq_per_s": statistics.median(rates),
-                                  "seq_per_s": rates, "first_call_s": first_call_s}
-            logging.info("%s batch %d %s: median %.2f seq/s (repeats %s)", row["config"],
-                         batch_size, mode, statistics.median(rates),
-                         ", ".join(f"{r:.2f}" for r in rates))
+            rates, first_call_s = time_calls(
+                run_once, batch_size, FLAGS.repeats, FLAGS.min_repeat_seconds
+            )
+            row["modes"][mode] = {
+                "median_seq_per_s": statistics.median(rates),
+                "seq_per_s": rates,
+                "first_call_s": first_call_s,
+            }
+            logging.info(
+                "%s batch %d %s: median %.2f seq/s (repeats %s)",
+                row["config"],
+                batch_size,
+                mode,
+                statistics.median(rates),
+                ", ".join(f"{r:.2f}" for r in rates),
+            )
         rows.append(row)
     return rows
 
@@ -188,13 +216,20 @@ def main(argv):
     print(table)
     result = {
         "command": " ".join(sys.argv),
-        "threads": threads, "repeats": FLAGS.repeats,
+        "threads": threads,
+        "repeats": FLAGS.repeats,
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "min_repeat_seconds": FLAGS.min_repeat_seconds,
-        "versions": {"tensorflow": tf.__version__, "torch": torch.__version__,
-                     "transformers": transformers.__version__, "python": platform.python_version()},
-        "machine": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
-        "rows": rows, "markdown": table,
+        "versions": {
+            "tensorflow": tf.__version__,
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "python": platform.python_version(),
+        },
+        "machine": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "rows": rows,
+        "markdown": table,
     }
     os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output_json)), exist_ok=True)
     with open(FLAGS.output_json, "w", encoding="utf-8") as f:

@@ -30,8 +30,10 @@ import time
 import numpy as np
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-MODELS = {"tiny": "configs/albert_config_tiny_google.json",
-          "base": "configs/google_albert_base_zh.json"}
+MODELS = {
+    "tiny": "configs/albert_config_tiny_google.json",
+    "base": "configs/google_albert_base_zh.json",
+}
 RUNTIMES = ("savedmodel", "tflite_fp32", "tflite_int8", "pytorch")
 INPUT_NAMES = ("input_ids", "input_mask", "segment_ids")
 
@@ -40,24 +42,28 @@ INPUT_NAMES = ("input_ids", "input_mask", "segment_ids")
 # Preparing the files (main process; imports TensorFlow).
 # ----------------------------------------------------------------------------------------------
 
+
 def prepare_model(model_name, seq_lengths, directory):
     """Write checkpoint, SavedModel and .tflite files of one size; return their paths."""
     sys.path.insert(0, str(REPO_ROOT))
+    import checkpoints
     import export_savedmodel
     import export_tflite
     import modeling
 
     config = modeling.AlbertConfig.from_json_file(REPO_ROOT / MODELS[model_name])
     encoder = modeling.AlbertModel(config, style="google", seed=0)
-    prefix = modeling.save_checkpoint(encoder.named_variables(),
-                                      os.path.join(directory, "model.ckpt"))
+    prefix = checkpoints.save_tensors(
+        encoder.named_variables(), os.path.join(directory, "model.ckpt")
+    )
     files = {"config": config.to_dict(), "tflite_fp32": {}, "tflite_int8": {}}
     for seq_length in seq_lengths:
         for quantize in ("none", "int8"):
             key = "tflite_fp32" if quantize == "none" else "tflite_int8"
             path = os.path.join(directory, f"{model_name}_{seq_length}_{quantize}.tflite")
-            export_tflite.export_tflite(config, prefix, path, head="encoder",
-                                        quantize=quantize, max_seq_length=seq_length)
+            export_tflite.export_tflite(
+                config, prefix, path, head="encoder", quantize=quantize, max_seq_length=seq_length
+            )
             files[key][seq_length] = path
     # The SavedModel as the project ships it (dynamic [batch, seq] serving_default).
     savedmodel_dir = os.path.join(directory, "savedmodel")
@@ -77,11 +83,12 @@ def disk_size(path):
 # Timing (one subprocess per runtime, model and thread count).
 # ----------------------------------------------------------------------------------------------
 
+
 def make_inputs(seq_length, vocab_size):
     rng = np.random.default_rng(seq_length)
     ids = rng.integers(1000, vocab_size, size=(1, seq_length), dtype=np.int32)
     segments = np.zeros_like(ids)
-    segments[:, seq_length // 2:] = 1
+    segments[:, seq_length // 2 :] = 1
     return {"input_ids": ids, "input_mask": np.ones_like(ids), "segment_ids": segments}
 
 
@@ -125,15 +132,20 @@ def pytorch_caller(config, threads, inputs, save_dir):
         torch.set_num_threads(threads)
         torch.manual_seed(0)
         hf_config = transformers.AlbertConfig(
-            vocab_size=config["vocab_size"], embedding_size=config["embedding_size"],
-            hidden_size=config["hidden_size"], num_hidden_layers=config["num_hidden_layers"],
+            vocab_size=config["vocab_size"],
+            embedding_size=config["embedding_size"],
+            hidden_size=config["hidden_size"],
+            num_hidden_layers=config["num_hidden_layers"],
             num_hidden_groups=config["num_hidden_groups"],
             num_attention_heads=config["num_attention_heads"],
             intermediate_size=config["intermediate_size"],
-            inner_group_num=config["inner_group_num"], hidden_act="gelu_new",
-            hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+            inner_group_num=config["inner_group_num"],
+            hidden_act="gelu_new",
+            hidden_dropout_prob=0.0,
+            attention_probs_dropout_prob=0.0,
             max_position_embeddings=config["max_position_embeddings"],
-            type_vocab_size=config["type_vocab_size"])
+            type_vocab_size=config["type_vocab_size"],
+        )
         model = transformers.AlbertModel(hf_config).eval()
         model.save_pretrained(save_dir)  # for the size on disk
         pytorch_caller.model = model
@@ -142,8 +154,12 @@ def pytorch_caller(config, threads, inputs, save_dir):
 
     def call():
         with torch.inference_mode():
-            return model(input_ids=tensors["input_ids"], attention_mask=tensors["input_mask"],
-                         token_type_ids=tensors["segment_ids"])
+            return model(
+                input_ids=tensors["input_ids"],
+                attention_mask=tensors["input_mask"],
+                token_type_ids=tensors["segment_ids"],
+            )
+
     return call
 
 
@@ -159,9 +175,13 @@ def worker(spec):
         else:
             call = tflite_caller(spec["path"][str(seq_length)], spec["threads"], inputs)
         latencies = time_calls(call, spec["warmup"], spec["iterations"])
-        results.append({"seq_length": seq_length,
-                        "p50_ms": statistics.median(latencies),
-                        "p90_ms": float(np.percentile(latencies, 90))})
+        results.append(
+            {
+                "seq_length": seq_length,
+                "p50_ms": statistics.median(latencies),
+                "p90_ms": float(np.percentile(latencies, 90)),
+            }
+        )
     print(json.dumps({"results": results, "peak_rss_mb": peak_rss_mb()}))
 
 
@@ -177,8 +197,13 @@ def peak_rss_mb():
 
 def run_worker(spec):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    completed = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)],
-                               capture_output=True, text=True, env=env, check=False)
+    completed = subprocess.run(
+        [sys.executable, __file__, "--worker", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
     if completed.returncode != 0:
         raise RuntimeError(f"{spec['runtime']} worker failed:\n{completed.stderr[-3000:]}")
     return json.loads(completed.stdout.strip().splitlines()[-1])
@@ -187,6 +212,7 @@ def run_worker(spec):
 # ----------------------------------------------------------------------------------------------
 # Main: prepare, time, report.
 # ----------------------------------------------------------------------------------------------
+
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -215,40 +241,76 @@ def main():
         files = prepare_model(model_name, seq_lengths, directory)
         print(f"{model_name}: files ready in {time.time() - start:.0f} s", flush=True)
         for runtime in runtimes:
-            path = (os.path.join(directory, "pytorch") if runtime == "pytorch"
-                    else files[runtime])
+            path = os.path.join(directory, "pytorch") if runtime == "pytorch" else files[runtime]
             for threads in thread_counts:
-                spec = {"runtime": runtime, "path": path, "threads": threads,
-                        "seq_lengths": seq_lengths, "iterations": args.iterations,
-                        "warmup": args.warmup, "config": files["config"]}
+                spec = {
+                    "runtime": runtime,
+                    "path": path,
+                    "threads": threads,
+                    "seq_lengths": seq_lengths,
+                    "iterations": args.iterations,
+                    "warmup": args.warmup,
+                    "config": files["config"],
+                }
                 measured = run_worker(spec)
                 for result in measured["results"]:
                     size_path = path[result["seq_length"]] if isinstance(path, dict) else path
-                    rows.append({"model": model_name, "runtime": runtime, "threads": threads,
-                                 **result, "size_mb": disk_size(size_path) / 2**20,
-                                 "peak_rss_mb": measured["peak_rss_mb"]})
+                    rows.append(
+                        {
+                            "model": model_name,
+                            "runtime": runtime,
+                            "threads": threads,
+                            **result,
+                            "size_mb": disk_size(size_path) / 2**20,
+                            "peak_rss_mb": measured["peak_rss_mb"],
+                        }
+                    )
                     print(f"done: {rows[-1]}", flush=True)
     report(rows, args)
 
 
 def report(rows, args):
-    peer = {(r["model"], r["threads"], r["seq_length"]): r["p50_ms"]
-            for r in rows if r["runtime"] == "pytorch"}
-    print(f"\nbatch 1, {args.iterations} timed calls after {args.warmup} warm-up calls; "
-          "random weights; PyTorch = HF transformers AlbertModel eager\n")
-    print("| model | runtime | threads | seq | p50 ms | p90 ms | PyTorch p50 / this p50 | "
-          "size MB | peak RSS MB |")
+    peer = {
+        (r["model"], r["threads"], r["seq_length"]): r["p50_ms"]
+        for r in rows
+        if r["runtime"] == "pytorch"
+    }
+    print(
+        f"\nbatch 1, {args.iterations} timed calls after {args.warmup} warm-up calls; "
+        "random weights; PyTorch = HF transformers AlbertModel eager\n"
+    )
+    print(
+        "| model | runtime | threads | seq | p50 ms | p90 ms | PyTorch p50 / this p50 | "
+        "size MB | peak RSS MB |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
-    for r in sorted(rows, key=lambda r: (r["model"] != "tiny", -r["seq_length"],
-                                         RUNTIMES.index(r["runtime"]), r["threads"])):
+    for r in sorted(
+        rows,
+        key=lambda r: (
+            r["model"] != "tiny",
+            -r["seq_length"],
+            RUNTIMES.index(r["runtime"]),
+            r["threads"],
+        ),
+    ):
         ratio = peer.get((r["model"], r["threads"], r["seq_length"]))
         ratio_text = f"{ratio / r['p50_ms']:.2f}x" if ratio else "-"
-        print(f"| albert_{r['model']} | {r['runtime']} | {r['threads']} | {r['seq_length']} | "
-              f"{r['p50_ms']:.2f} | {r['p90_ms']:.2f} | {ratio_text} | {r['size_mb']:.1f} | "
-              f"{r['peak_rss_mb']:.0f} |")
+        print(
+            f"| albert_{r['model']} | {r['runtime']} | {r['threads']} | {r['seq_length']} | "
+            f"{r['p50_ms']:.2f} | {r['p90_ms']:.2f} | {ratio_text} | {r['size_mb']:.1f} | "
+            f"{r['peak_rss_mb']:.0f} |"
+        )
     with open(args.output_json, "w", encoding="utf-8") as f:
-        json.dump({"rows": rows, "iterations": args.iterations, "warmup": args.warmup,
-                   "cpu_count": os.cpu_count()}, f, indent=1)
+        json.dump(
+            {
+                "rows": rows,
+                "iterations": args.iterations,
+                "warmup": args.warmup,
+                "cpu_count": os.cpu_count(),
+            },
+            f,
+            indent=1,
+        )
     print(f"\nwrote {args.output_json}")
 
 

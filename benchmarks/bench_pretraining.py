@@ -38,18 +38,22 @@ import optimization  # noqa: E402
 import run_pretraining  # noqa: E402
 import training  # noqa: E402
 
-CONFIGS = {"tiny": "configs/albert_config_tiny_google.json",
-           "base": "configs/google_albert_base_zh.json"}
+CONFIGS = {
+    "tiny": "configs/albert_config_tiny_google.json",
+    "base": "configs/google_albert_base_zh.json",
+}
 SEQ, BATCH, P = 128, 32, 20
 
 
 def forward_flops_per_sequence(c, seq=SEQ, predictions=P):
     """Matmul FLOPs of one forward pass of ALBERT (google style) + pretraining heads."""
     H, E, inner, V = c.hidden_size, c.embedding_size, c.intermediate_size, c.vocab_size
-    per_layer = (2 * seq * H * 3 * H          # Q, K, V
-                 + 2 * 2 * seq * seq * H       # scores and context
-                 + 2 * seq * H * H             # attention output
-                 + 2 * 2 * seq * H * inner)    # FFN in and out
+    per_layer = (
+        2 * seq * H * 3 * H  # Q, K, V
+        + 2 * 2 * seq * seq * H  # scores and context
+        + 2 * seq * H * H  # attention output
+        + 2 * 2 * seq * H * inner
+    )  # FFN in and out
     layers = c.num_hidden_layers * c.inner_group_num * per_layer
     embedding = 2 * seq * E * H if E != H else 0
     heads = 2 * H * H + 2 * predictions * (H * E + E * V) + 2 * H * 2
@@ -59,13 +63,16 @@ def forward_flops_per_sequence(c, seq=SEQ, predictions=P):
 def synthetic_batch(vocab_size, seed=0):
     """A fixed batch with the pretraining schema: full-length sequences, P masked positions."""
     rng = np.random.default_rng(seed)
-    positions = np.sort(np.stack([rng.choice(np.arange(1, SEQ - 1), P, replace=False)
-                                  for _ in range(BATCH)]), axis=1)
+    positions = np.sort(
+        np.stack([rng.choice(np.arange(1, SEQ - 1), P, replace=False) for _ in range(BATCH)]),
+        axis=1,
+    )
     return {
         "input_ids": rng.integers(999, vocab_size, (BATCH, SEQ)).astype(np.int32),
         "input_mask": np.ones((BATCH, SEQ), np.int32),
-        "segment_ids": np.concatenate([np.zeros((BATCH, SEQ // 2), np.int32),
-                                       np.ones((BATCH, SEQ // 2), np.int32)], 1),
+        "segment_ids": np.concatenate(
+            [np.zeros((BATCH, SEQ // 2), np.int32), np.ones((BATCH, SEQ // 2), np.int32)], 1
+        ),
         "masked_lm_positions": positions.astype(np.int32),
         "masked_lm_ids": rng.integers(999, vocab_size, (BATCH, P)).astype(np.int32),
         "masked_lm_weights": np.ones((BATCH, P), np.float32),
@@ -77,6 +84,7 @@ def synthetic_batch(vocab_size, seed=0):
 # Ours.
 # ----------------------------------------------------------------------------------------------
 
+
 def ours_runner(config, batch, precision, use_xla):
     strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
     with strategy.scope():
@@ -84,8 +92,16 @@ def ours_runner(config, batch, precision, use_xla):
         optimizer = optimization.create_optimizer(1e-4, 10000, 100, optimizer="adamw")
         optimizer.build(model.named_variables())
     loss_fn, weights_fn = run_pretraining.make_loss_fns(model)
-    trainer = training.Trainer(strategy, model, optimizer, loss_fn, None,
-                               loss_weights_fn=weights_fn, precision=precision, use_xla=use_xla)
+    trainer = training.Trainer(
+        strategy,
+        model,
+        optimizer,
+        loss_fn,
+        None,
+        loss_weights_fn=weights_fn,
+        precision=precision,
+        use_xla=use_xla,
+    )
     tensors = {k: tf.constant(v) for k, v in batch.items()}
 
     def dataset_fn(input_context=None, start_step=0):
@@ -96,6 +112,7 @@ def ours_runner(config, batch, precision, use_xla):
     def run(steps):
         losses, _ = trainer.run_steps(iterator, steps)
         return float(losses[-1])
+
     return run
 
 
@@ -103,33 +120,48 @@ def ours_runner(config, batch, precision, use_xla):
 # Hugging Face transformers (PyTorch).
 # ----------------------------------------------------------------------------------------------
 
+
 def hf_runner(config, batch):
     import torch
     from transformers import AlbertConfig, AlbertForPreTraining
 
     hf_config = AlbertConfig(
-        vocab_size=config.vocab_size, embedding_size=config.embedding_size,
-        hidden_size=config.hidden_size, num_hidden_layers=config.num_hidden_layers,
-        num_hidden_groups=config.num_hidden_groups, inner_group_num=config.inner_group_num,
+        vocab_size=config.vocab_size,
+        embedding_size=config.embedding_size,
+        hidden_size=config.hidden_size,
+        num_hidden_layers=config.num_hidden_layers,
+        num_hidden_groups=config.num_hidden_groups,
+        inner_group_num=config.inner_group_num,
         num_attention_heads=config.num_attention_heads,
-        intermediate_size=config.intermediate_size, hidden_act="gelu_new",
-        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, classifier_dropout_prob=0.0,
+        intermediate_size=config.intermediate_size,
+        hidden_act="gelu_new",
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        classifier_dropout_prob=0.0,
         max_position_embeddings=config.max_position_embeddings,
-        type_vocab_size=config.type_vocab_size, layer_norm_eps=1e-12)
+        type_vocab_size=config.type_vocab_size,
+        layer_norm_eps=1e-12,
+    )
     torch.manual_seed(1)
     model = AlbertForPreTraining(hf_config).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.999), eps=1e-6,
-                                  weight_decay=0.01)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=1e-4, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.01
+    )
     labels = np.full((BATCH, SEQ), -100, np.int64)
-    np.put_along_axis(labels, batch["masked_lm_positions"].astype(np.int64),
-                      batch["masked_lm_ids"].astype(np.int64), axis=1)
+    np.put_along_axis(
+        labels,
+        batch["masked_lm_positions"].astype(np.int64),
+        batch["masked_lm_ids"].astype(np.int64),
+        axis=1,
+    )
     inputs = {
         "input_ids": torch.from_numpy(batch["input_ids"].astype(np.int64)),
         "attention_mask": torch.from_numpy(batch["input_mask"].astype(np.int64)),
         "token_type_ids": torch.from_numpy(batch["segment_ids"].astype(np.int64)),
         "labels": torch.from_numpy(labels),
         "sentence_order_label": torch.from_numpy(
-            batch["next_sentence_labels"][:, 0].astype(np.int64)),
+            batch["next_sentence_labels"][:, 0].astype(np.int64)
+        ),
     }
 
     def run(steps):
@@ -140,12 +172,14 @@ def hf_runner(config, batch):
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
         return float(loss.detach())
+
     return run
 
 
 # ----------------------------------------------------------------------------------------------
 # Matmul peak.
 # ----------------------------------------------------------------------------------------------
+
 
 def matmul_peak_tflops(dtype, sizes=(1024, 2048, 4096), repeats=3):
     """Best TFLOP/s of square tf.matmul on this CPU (a chain of 4 per call, one warm-up)."""
@@ -160,6 +194,7 @@ def matmul_peak_tflops(dtype, sizes=(1024, 2048, 4096), repeats=3):
             for _ in range(4):
                 c = tf.matmul(c, b) * tf.cast(1e-3, dtype)
             return c
+
         chain(a, b).numpy()
         for _ in range(repeats):
             began = time.perf_counter()
@@ -172,22 +207,30 @@ def matmul_peak_tflops(dtype, sizes=(1024, 2048, 4096), repeats=3):
 # main.
 # ----------------------------------------------------------------------------------------------
 
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="tiny,base", help="comma list of tiny, base")
     parser.add_argument("--variants", default="fp32,fp32_xla,bf16,bf16_xla,hf_fp32")
-    parser.add_argument("--steps", type=int, default=0,
-                        help="steps per timed window (default: 10 tiny, 2 base)")
+    parser.add_argument(
+        "--steps", type=int, default=0, help="steps per timed window (default: 10 tiny, 2 base)"
+    )
     parser.add_argument("--repeats", type=int, default=3, help="timed windows per variant")
     parser.add_argument("--output", default="/tmp/bench_pretraining.json")
     args = parser.parse_args()
     import torch
-    print(f"TensorFlow {tf.__version__}, torch {torch.__version__} ({torch.get_num_threads()} "
-          f"threads), {os.cpu_count()} CPU cores", flush=True)
+
+    print(
+        f"TensorFlow {tf.__version__}, torch {torch.__version__} ({torch.get_num_threads()} "
+        f"threads), {os.cpu_count()} CPU cores",
+        flush=True,
+    )
 
     peaks = {"fp32": matmul_peak_tflops(tf.float32), "bf16": matmul_peak_tflops(tf.bfloat16)}
-    print(f"matmul peak: fp32 {peaks['fp32']:.3f} TFLOP/s, bf16 {peaks['bf16']:.3f} TFLOP/s",
-          flush=True)
+    print(
+        f"matmul peak: fp32 {peaks['fp32']:.3f} TFLOP/s, bf16 {peaks['bf16']:.3f} TFLOP/s",
+        flush=True,
+    )
     rows = []
     for model_name in args.models.split(","):
         config = modeling.AlbertConfig.from_json_file(CONFIGS[model_name])
@@ -202,9 +245,10 @@ def main():
             else:
                 precision = variant.split("_")[0]
                 runners[variant] = ours_runner(config, batch, precision, variant.endswith("xla"))
-            runners[variant](1)   # warm-up: tracing, XLA compilation, allocator
-            print(f"{model_name} {variant}: ready in {time.perf_counter() - began:.1f}s",
-                  flush=True)
+            runners[variant](1)  # warm-up: tracing, XLA compilation, allocator
+            print(
+                f"{model_name} {variant}: ready in {time.perf_counter() - began:.1f}s", flush=True
+            )
             times[variant] = []
         for _ in range(args.repeats):
             for variant, run in runners.items():
@@ -215,13 +259,23 @@ def main():
             seconds = statistics.median(times[variant])
             tflops = flops_per_step / seconds / 1e12
             dtype = "bf16" if variant.startswith("bf16") else "fp32"
-            rows.append({
-                "model": model_name, "variant": variant, "seconds_per_step": seconds,
-                "sequences_per_second": BATCH / seconds, "tflops": tflops,
-                "utilisation": tflops / peaks[dtype], "peak_dtype": dtype,
-                "last_loss": losses[variant], "windows": times[variant]})
-            print(f"{model_name} {variant}: {BATCH / seconds:.1f} seq/s, {tflops:.3f} TFLOP/s",
-                  flush=True)
+            rows.append(
+                {
+                    "model": model_name,
+                    "variant": variant,
+                    "seconds_per_step": seconds,
+                    "sequences_per_second": BATCH / seconds,
+                    "tflops": tflops,
+                    "utilisation": tflops / peaks[dtype],
+                    "peak_dtype": dtype,
+                    "last_loss": losses[variant],
+                    "windows": times[variant],
+                }
+            )
+            print(
+                f"{model_name} {variant}: {BATCH / seconds:.1f} seq/s, {tflops:.3f} TFLOP/s",
+                flush=True,
+            )
 
     by_key = {(r["model"], r["variant"]): r for r in rows}
     print("\n| model | variant | seq/s | TFLOP/s | util. of peak | vs HF fp32 | vs our fp32 |")
@@ -230,14 +284,24 @@ def main():
         hf = by_key.get((r["model"], "hf_fp32"))
         ours = by_key.get((r["model"], "fp32"))
         vs_hf = f"{r['sequences_per_second'] / hf['sequences_per_second']:.2f}x" if hf else "-"
-        vs_ours = (f"{r['sequences_per_second'] / ours['sequences_per_second']:.2f}x"
-                   if ours else "-")
-        print(f"| albert_{r['model']} | {r['variant']} | {r['sequences_per_second']:.1f} | "
-              f"{r['tflops']:.3f} | {100 * r['utilisation']:.1f}% ({r['peak_dtype']}) | "
-              f"{vs_hf} | {vs_ours} |")
-    result = {"seq_length": SEQ, "batch_size": BATCH, "max_predictions_per_seq": P,
-              "matmul_peak_tflops": peaks, "cpu_count": os.cpu_count(),
-              "tensorflow": tf.__version__, "torch": torch.__version__, "rows": rows}
+        vs_ours = (
+            f"{r['sequences_per_second'] / ours['sequences_per_second']:.2f}x" if ours else "-"
+        )
+        print(
+            f"| albert_{r['model']} | {r['variant']} | {r['sequences_per_second']:.1f} | "
+            f"{r['tflops']:.3f} | {100 * r['utilisation']:.1f}% ({r['peak_dtype']}) | "
+            f"{vs_hf} | {vs_ours} |"
+        )
+    result = {
+        "seq_length": SEQ,
+        "batch_size": BATCH,
+        "max_predictions_per_seq": P,
+        "matmul_peak_tflops": peaks,
+        "cpu_count": os.cpu_count(),
+        "tensorflow": tf.__version__,
+        "torch": torch.__version__,
+        "rows": rows,
+    }
     with open(args.output, "w") as f:
         json.dump(result, f, indent=1)
     print(f"\nwrote {args.output}")

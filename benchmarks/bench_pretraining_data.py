@@ -66,10 +66,16 @@ def tree_rss(process):
 def run_generator(input_files, workers, output_dir, vocab_file, segmenter):
     output = os.path.join(output_dir, f"bench_w{workers}.tfrecord")
     command = [
-        sys.executable, str(REPO_ROOT / "create_pretraining_data.py"),
-        f"--input_file={','.join(input_files)}", f"--output_file={output}",
-        f"--vocab_file={vocab_file}", "--do_whole_word_mask", "--max_seq_length=128",
-        "--max_predictions_per_seq=20", "--dupe_factor=1", f"--num_workers={workers}",
+        sys.executable,
+        str(REPO_ROOT / "create_pretraining_data.py"),
+        f"--input_file={','.join(input_files)}",
+        f"--output_file={output}",
+        f"--vocab_file={vocab_file}",
+        "--do_whole_word_mask",
+        "--max_seq_length=128",
+        "--max_predictions_per_seq=20",
+        "--dupe_factor=1",
+        f"--num_workers={workers}",
         f"--segmenter={segmenter}",
     ]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -77,16 +83,18 @@ def run_generator(input_files, workers, output_dir, vocab_file, segmenter):
     start = time.time()
     log_path = output + ".log"  # a file, not a pipe: a full pipe would stall a long run
     with open(log_path, "w") as log:
-        process = psutil.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL,
-                               stderr=log)
+        process = psutil.Popen(
+            command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log
+        )
     peak = 0
     while process.poll() is None:
         peak = max(peak, tree_rss(process))
         time.sleep(0.1)
     wall = time.time() - start
     cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)  # workers included (reaped)
-    cpu_seconds = (cpu_after.ru_utime - cpu_before.ru_utime
-                   + cpu_after.ru_stime - cpu_before.ru_stime)
+    cpu_seconds = (
+        cpu_after.ru_utime - cpu_before.ru_utime + cpu_after.ru_stime - cpu_before.ru_stime
+    )
     with open(log_path) as log:
         stderr = log.read()
     if process.returncode != 0:
@@ -95,9 +103,13 @@ def run_generator(input_files, workers, output_dir, vocab_file, segmenter):
         summary = json.load(f)
     for path in glob.glob(output + "*"):
         os.remove(path)
-    return {"wall_seconds": wall, "generate_seconds": summary["seconds"],
-            "cpu_seconds": cpu_seconds,
-            "peak_rss_mb": peak / 1e6, "instances": summary["instances"]}
+    return {
+        "wall_seconds": wall,
+        "generate_seconds": summary["seconds"],
+        "cpu_seconds": cpu_seconds,
+        "peak_rss_mb": peak / 1e6,
+        "instances": summary["instances"],
+    }
 
 
 def segmenter_alone(name, input_files, max_mb):
@@ -129,8 +141,9 @@ def main():
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--jieba_mb", type=float, default=5, help="MB for the segmenter peers.")
     parser.add_argument("--skip_double", action="store_true", help="Skip the 2x corpus run.")
-    parser.add_argument("--skip_jieba", action="store_true",
-                        help="Skip the run with --segmenter=jieba.")
+    parser.add_argument(
+        "--skip_jieba", action="store_true", help="Skip the run with --segmenter=jieba."
+    )
     parser.add_argument("--output_json", default="/tmp/bench_pretraining_data.json")
     args = parser.parse_args()
 
@@ -151,41 +164,66 @@ def main():
             runs.append(("corpus", files, most_workers, "jieba"))
         for name, inputs, workers, segmenter in runs:
             size_mb = sum(os.path.getsize(p) for p in inputs) / 1e6
-            results = [run_generator(inputs, workers, tmp, args.vocab_file, segmenter)
-                       for _ in range(args.repeats)]
+            results = [
+                run_generator(inputs, workers, tmp, args.vocab_file, segmenter)
+                for _ in range(args.repeats)
+            ]
             wall = statistics.median(r["wall_seconds"] for r in results)
             generate = statistics.median(r["generate_seconds"] for r in results)
             cpu = statistics.median(r["cpu_seconds"] for r in results)
-            rows.append({
-                "input": name, "input_mb": round(size_mb, 2), "workers": workers,
-                "segmenter": segmenter,
-                "mb_per_s": round(size_mb / generate, 3),
-                "mb_per_s_per_worker": round(size_mb / generate / workers, 3),
-                "mb_per_s_end_to_end": round(size_mb / wall, 3),
-                "mb_per_cpu_second": round(size_mb / cpu, 3),
-                "peak_rss_mb": round(statistics.median(r["peak_rss_mb"] for r in results)),
-                "instances": results[0]["instances"], "repeats": args.repeats,
-            })
+            rows.append(
+                {
+                    "input": name,
+                    "input_mb": round(size_mb, 2),
+                    "workers": workers,
+                    "segmenter": segmenter,
+                    "mb_per_s": round(size_mb / generate, 3),
+                    "mb_per_s_per_worker": round(size_mb / generate / workers, 3),
+                    "mb_per_s_end_to_end": round(size_mb / wall, 3),
+                    "mb_per_cpu_second": round(size_mb / cpu, 3),
+                    "peak_rss_mb": round(statistics.median(r["peak_rss_mb"] for r in results)),
+                    "instances": results[0]["instances"],
+                    "repeats": args.repeats,
+                }
+            )
             print(f"done: {rows[-1]}", flush=True)
-        alone = {name: segmenter_alone(name, files, args.jieba_mb)
-                 for name in tokenization.WORD_SEGMENTERS}
+        alone = {
+            name: segmenter_alone(name, files, args.jieba_mb)
+            for name in tokenization.WORD_SEGMENTERS
+        }
 
-    print(f"\nInput: {len(files)} files, {input_mb:.1f} MB; dupe_factor 1, seq 128, "
-          f"whole-word masking; {os.cpu_count()} CPU cores; median of {args.repeats}.")
-    print("Peers, alone in one process over the first "
-          f"{args.jieba_mb:g} MB: jieba {alone['jieba']:.2f} MB per CPU-second, "
-          f"rjieba {alone['rjieba']:.2f}.\n")
-    print("| input | MB | segmenter | workers | MB/s | MB/s per worker | MB/s end-to-end | MB per "
-          "CPU-second | vs jieba alone | peak RSS (MB, all processes) |")
+    print(
+        f"\nInput: {len(files)} files, {input_mb:.1f} MB; dupe_factor 1, seq 128, "
+        f"whole-word masking; {os.cpu_count()} CPU cores; median of {args.repeats}."
+    )
+    print(
+        "Peers, alone in one process over the first "
+        f"{args.jieba_mb:g} MB: jieba {alone['jieba']:.2f} MB per CPU-second, "
+        f"rjieba {alone['rjieba']:.2f}.\n"
+    )
+    print(
+        "| input | MB | segmenter | workers | MB/s | MB/s per worker | MB/s end-to-end | MB per "
+        "CPU-second | vs jieba alone | peak RSS (MB, all processes) |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
-        print(f"| {row['input']} | {row['input_mb']} | {row['segmenter']} | {row['workers']} | "
-              f"{row['mb_per_s']} | {row['mb_per_s_per_worker']} | "
-              f"{row['mb_per_s_end_to_end']} | {row['mb_per_cpu_second']} | "
-              f"{row['mb_per_cpu_second'] / alone['jieba']:.2f} | {row['peak_rss_mb']} |")
+        print(
+            f"| {row['input']} | {row['input_mb']} | {row['segmenter']} | {row['workers']} | "
+            f"{row['mb_per_s']} | {row['mb_per_s_per_worker']} | "
+            f"{row['mb_per_s_end_to_end']} | {row['mb_per_cpu_second']} | "
+            f"{row['mb_per_cpu_second'] / alone['jieba']:.2f} | {row['peak_rss_mb']} |"
+        )
     with open(args.output_json, "w", encoding="utf-8") as f:
-        json.dump({"rows": rows, "segmenter_alone_mb_per_cpu_s": alone,
-                   "cpu_count": os.cpu_count(), "command": " ".join(sys.argv)}, f, indent=2)
+        json.dump(
+            {
+                "rows": rows,
+                "segmenter_alone_mb_per_cpu_s": alone,
+                "cpu_count": os.cpu_count(),
+                "command": " ".join(sys.argv),
+            },
+            f,
+            indent=2,
+        )
     print(f"\nwrote {args.output_json}")
 
 

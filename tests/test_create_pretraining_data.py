@@ -14,14 +14,16 @@ import pytest
 
 import create_pretraining_data as cpd
 import errors
+import pretraining_data
 import tokenization
+from tests import word_spans_oracle
 from tests.conftest import REPO_ROOT, shared_data
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 tf = pytest.importorskip("tensorflow")
 
 SEQ, PRED = 128, 20
-# The original albert_zh / BERT reader's feature spec (docs §3).
+# The original albert_zh / BERT reader's feature spec (docs/formats.md#pretraining-tfrecords).
 FEATURE_SPEC = {
     "input_ids": tf.io.FixedLenFeature([SEQ], tf.int64),
     "input_mask": tf.io.FixedLenFeature([SEQ], tf.int64),
@@ -34,8 +36,13 @@ FEATURE_SPEC = {
 
 
 def make_config(vocab_file, **overrides):
-    values = dict(vocab_file=str(vocab_file), do_whole_word_mask=True, dupe_factor=1,
-                  max_seq_length=SEQ, max_predictions_per_seq=PRED)
+    values = dict(
+        vocab_file=str(vocab_file),
+        do_whole_word_mask=True,
+        dupe_factor=1,
+        max_seq_length=SEQ,
+        max_predictions_per_seq=PRED,
+    )
     values.update(overrides)
     return cpd.GeneratorConfig(**values)
 
@@ -84,8 +91,9 @@ def masked_instances(tmp_path_factory):
         for instance in processor.block_instances(block, random.Random(block.index)):
             # Rebuild the unmasked ids from the labels (what the model must predict).
             original = list(instance.input_ids)
-            for position, label in zip(instance.masked_positions, instance.masked_label_ids,
-                                       strict=True):
+            for position, label in zip(
+                instance.masked_positions, instance.masked_label_ids, strict=True
+            ):
                 original[position] = label
             instances.append(instance)
             originals.append(original)
@@ -96,8 +104,9 @@ def masked_instances(tmp_path_factory):
 # ----------------------------------------------------------------------------- tokenization
 
 
-def test_fast_tokenization_and_word_starts_match_reference(news_file, processor,
-                                                          reference_tokenizer):
+def test_fast_tokenization_and_word_starts_match_reference(
+    news_file, processor, reference_tokenizer
+):
     lines = [line for line in news_file.read_text(encoding="utf-8").splitlines() if line]
     lines += [
         "iPhone6手机 Café naïve ＡＢＣ１２３ \x00中\u200b国\t人 民 ㈠ 丽 𠀀𠀁 unaffable中华人民共和国",
@@ -109,7 +118,7 @@ def test_fast_tokenization_and_word_starts_match_reference(news_file, processor,
         assert ids == reference_tokenizer.convert_tokens_to_ids(tokens), line
         assert len(jieba_text) == len(wordpiece_starts) == len(ids)
         expected_starts = bytearray(len(tokens))
-        for start, _ in tokenization.jieba_word_spans(tokens):
+        for start, _ in word_spans_oracle.jieba_word_spans(tokens):
             expected_starts[start] = 1
         assert processor.word_starts(jieba_text, wordpiece_starts) == bytes(expected_starts)
 
@@ -132,7 +141,7 @@ def test_output_parses_with_original_feature_spec(tmp_path, news_file):
         assert ids[0] == 101 and ids[length - 1] == 102 and not ids[length:].any()
         first_sep = int(np.argmax(ids == 102))
         segments = example["segment_ids"]
-        assert not segments[: first_sep + 1].any() and segments[first_sep + 1: length].all()
+        assert not segments[: first_sep + 1].any() and segments[first_sep + 1 : length].all()
         assert not segments[length:].any()
         num_masked = int(example["masked_lm_weights"].sum())
         positions = example["masked_lm_positions"][:num_masked]
@@ -153,17 +162,25 @@ def test_hand_serialization_equals_tf_train_example(processor, news_file):
         def ints(values):
             return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
 
-        expected = tf.train.Example(features=tf.train.Features(feature={
-            "input_ids": ints(instance.input_ids + padding),
-            "input_mask": ints([1] * n + padding),
-            "segment_ids": ints([0] * instance.num_segment_a_tokens
-                                + [1] * (n - instance.num_segment_a_tokens) + padding),
-            "masked_lm_positions": ints(instance.masked_positions + [0] * (PRED - k)),
-            "masked_lm_ids": ints(instance.masked_label_ids + [0] * (PRED - k)),
-            "masked_lm_weights": tf.train.Feature(
-                float_list=tf.train.FloatList(value=[1.0] * k + [0.0] * (PRED - k))),
-            "next_sentence_labels": ints([instance.is_swapped]),
-        }))
+        expected = tf.train.Example(
+            features=tf.train.Features(
+                feature={
+                    "input_ids": ints(instance.input_ids + padding),
+                    "input_mask": ints([1] * n + padding),
+                    "segment_ids": ints(
+                        [0] * instance.num_segment_a_tokens
+                        + [1] * (n - instance.num_segment_a_tokens)
+                        + padding
+                    ),
+                    "masked_lm_positions": ints(instance.masked_positions + [0] * (PRED - k)),
+                    "masked_lm_ids": ints(instance.masked_label_ids + [0] * (PRED - k)),
+                    "masked_lm_weights": tf.train.Feature(
+                        float_list=tf.train.FloatList(value=[1.0] * k + [0.0] * (PRED - k))
+                    ),
+                    "next_sentence_labels": ints([instance.is_swapped]),
+                }
+            )
+        )
         assert tf.train.Example.FromString(processor.serialize(instance)) == expected
 
 
@@ -213,7 +230,7 @@ def test_80_10_10_and_replacements_are_real_tokens(masked_instances, processor):
                 counts["random"] += 1
                 token = vocab_tokens[shown]
                 assert not (token.startswith("[") and token.endswith("]")), token
-                assert not (token.startswith("##") and tokenization._is_cjk_token(token[2:]))
+                assert not (token.startswith("##") and word_spans_oracle.is_cjk_token(token[2:]))
     total = sum(counts.values())
     assert total > 15_000
     # Binomial standard deviations are <= 0.3%; 1 point is > 3 sigma.
@@ -227,8 +244,11 @@ def test_ngram_masking_keeps_words_whole_and_rate(tmp_path):
     processor = cpd.BlockProcessor(make_config(vocab, ngram=3))
     path = corpus_slice(tmp_path, "passages_wiki_rc_dialog.txt", 60_000)
     reader = cpd.InputReader([str(path)], one_document_per_line=False)
-    instances = [i for b in cpd.iter_blocks(reader.documents(), 60_000)
-                 for i in processor.block_instances(b, random.Random(b.index))]
+    instances = [
+        i
+        for b in cpd.iter_blocks(reader.documents(), 60_000)
+        for i in processor.block_instances(b, random.Random(b.index))
+    ]
     masked = sum(len(i.masked_positions) for i in instances)
     assert abs(masked / sum(len(i.input_ids) for i in instances) - 0.15) < 0.015
     adjacent_masked_words = 0
@@ -263,30 +283,32 @@ def _plain_text(tokens):
 
 def _segments_text(tokenizer, ids, num_a):
     tokens = tokenizer.convert_ids_to_tokens(ids)
-    return _plain_text(tokens[1: num_a - 1]), _plain_text(tokens[num_a:-1])
+    return _plain_text(tokens[1 : num_a - 1]), _plain_text(tokens[num_a:-1])
 
 
 @pytest.mark.parametrize("original_wwm_labels", [False, True])
-def test_labels_are_the_original_characters_and_sop_order(news_file, reference_tokenizer,
-                                                          original_wwm_labels):
+def test_labels_are_the_original_characters_and_sop_order(
+    news_file, reference_tokenizer, original_wwm_labels
+):
     vocab = shared_data("vocab.txt")
-    processor = cpd.BlockProcessor(make_config(
-        vocab, dupe_factor=3, original_wwm_labels=original_wwm_labels))
+    processor = cpd.BlockProcessor(
+        make_config(vocab, dupe_factor=3, original_wwm_labels=original_wwm_labels)
+    )
     documents = _doc_texts(reference_tokenizer, news_file)
     reader = cpd.InputReader([str(news_file)], one_document_per_line=False)
     labels, hash_labels, ordered_checks = collections.Counter(), 0, 0
     for block in cpd.iter_blocks(reader.documents(), 10_000):
         for instance in processor.block_instances(block, random.Random(block.index)):
             ids = list(instance.input_ids)
-            for position, label in zip(instance.masked_positions, instance.masked_label_ids,
-                                       strict=True):
+            for position, label in zip(
+                instance.masked_positions, instance.masked_label_ids, strict=True
+            ):
                 token = reference_tokenizer.inv_vocab[label]
-                if token.startswith("##") and tokenization._is_cjk_token(token[2:]):
+                if token.startswith("##") and word_spans_oracle.is_cjk_token(token[2:]):
                     hash_labels += 1
                     label = reference_tokenizer.vocab[token[2:]]
                 ids[position] = label
-            first, second = _segments_text(reference_tokenizer, ids,
-                                           instance.num_segment_a_tokens)
+            first, second = _segments_text(reference_tokenizer, ids, instance.num_segment_a_tokens)
             # Both segments are verbatim text of one document: the labels restore it.
             document = next(d for d in documents if first in d and second in d)
             labels[instance.is_swapped] += 1
@@ -309,10 +331,17 @@ def test_single_sentence_documents_become_instances(tmp_path):
     path.write_text("\n".join(reviews) + "\n", encoding="utf-8")
     processor = cpd.BlockProcessor(make_config(vocab, one_document_per_line=True))
     reader = cpd.InputReader([str(path)], one_document_per_line=True)
-    instances = [i for b in cpd.iter_blocks(reader.documents(), 100_000)
-                 for i in processor.block_instances(b, random.Random(b.index))]
+    instances = [
+        i
+        for b in cpd.iter_blocks(reader.documents(), 100_000)
+        for i in processor.block_instances(b, random.Random(b.index))
+    ]
     assert processor.split_sentences("“走吧！”他说。然后呢?没有标点") == [
-        "“走吧！”", "他说。", "然后呢?", "没有标点"]
+        "“走吧！”",
+        "他说。",
+        "然后呢?",
+        "没有标点",
+    ]
     assert processor.stats["documents"] == len(reviews)
     # The original drops every one-sentence document; here almost every review is used.
     assert len(instances) >= 0.9 * len(reviews)
@@ -335,8 +364,13 @@ def test_same_bytes_whatever_the_number_of_workers(tmp_path, news_file):
     assert outputs[1] == outputs[2]
     assert all(len(data) > 10_000 for data in outputs[1])
     other_seed = tmp_path / "seed.tfrecord"
-    cpd.generate(make_config(vocab, dupe_factor=2, ngram=2, random_seed=7), [str(news_file)],
-                 [str(other_seed)], num_workers=1, block_chars=3_000)
+    cpd.generate(
+        make_config(vocab, dupe_factor=2, ngram=2, random_seed=7),
+        [str(news_file)],
+        [str(other_seed)],
+        num_workers=1,
+        block_chars=3_000,
+    )
     assert open(other_seed, "rb").read() != outputs[1][0] + outputs[1][1]
 
 
@@ -348,7 +382,9 @@ def test_invalid_utf8_bom_and_control_characters(tmp_path, reference_tokenizer):
     path = tmp_path / "bad.txt"
     path.write_bytes(
         "\ufeff北京欢迎你。今天天气很好。\n".encode()
-        + b"\xff\xfe\xc3" + "我们去公园散步吧。".encode() + b"\n"
+        + b"\xff\xfe\xc3"
+        + "我们去公园散步吧。".encode()
+        + b"\n"
         + b"\x00\x01\x02\n"  # a line of control characters only: no tokens
         + b"\n\n"
         + "第二篇文档在这里。\n它有两句话。\n".encode()
@@ -380,8 +416,9 @@ def test_empty_file_among_good_ones_is_reported(tmp_path, news_file):
     vocab = shared_data("vocab.txt")
     empty = tmp_path / "empty.txt"
     empty.write_bytes(b"\n \n")
-    summary = cpd.generate(make_config(vocab), [str(empty), str(news_file)],
-                           [str(tmp_path / "out.tfrecord")])
+    summary = cpd.generate(
+        make_config(vocab), [str(empty), str(news_file)], [str(tmp_path / "out.tfrecord")]
+    )
     assert summary["empty_input_files"] == [str(empty)] and summary["instances"] > 0
 
 
@@ -389,14 +426,18 @@ def test_file_lists_and_globs(tmp_path, news_file):
     for name in ("b.txt", "a.txt"):
         (tmp_path / name).write_text("你好。\n", encoding="utf-8")
     spec = f"{tmp_path}/*.txt,{news_file}"
-    assert cpd.expand_file_list(spec, "input_file") == [
-        str(tmp_path / "a.txt"), str(tmp_path / "b.txt"), str(news_file)]
+    assert pretraining_data.expand_input_files(spec, "input_file") == [
+        str(tmp_path / "a.txt"),
+        str(tmp_path / "b.txt"),
+        str(news_file),
+    ]
     with pytest.raises(errors.AlbertError, match="no file matches"):
-        cpd.expand_file_list(f"{tmp_path}/*.nothing", "input_file")
+        pretraining_data.expand_input_files(f"{tmp_path}/*.nothing", "input_file")
     with pytest.raises(errors.AlbertError, match="file not found"):
-        cpd.expand_file_list(str(tmp_path / "missing.txt"), "input_file")
+        pretraining_data.expand_input_files(str(tmp_path / "missing.txt"), "input_file")
     assert cpd.output_paths("/tmp/x.tfrecord", 3) == [
-        f"/tmp/x-0000{k}-of-00003.tfrecord" for k in range(3)]
+        f"/tmp/x-0000{k}-of-00003.tfrecord" for k in range(3)
+    ]
 
 
 def test_command_line_error_is_one_line(tmp_path):
@@ -404,10 +445,18 @@ def test_command_line_error_is_one_line(tmp_path):
     empty = tmp_path / "empty.txt"
     empty.write_bytes(b"")
     result = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "create_pretraining_data.py"),
-         f"--input_file={empty}", f"--output_file={tmp_path / 'o.tfrecord'}",
-         f"--vocab_file={vocab}", "--num_workers=1"],
-        capture_output=True, text=True, cwd=REPO_ROOT, timeout=120,
+        [
+            sys.executable,
+            str(REPO_ROOT / "create_pretraining_data.py"),
+            f"--input_file={empty}",
+            f"--output_file={tmp_path / 'o.tfrecord'}",
+            f"--vocab_file={vocab}",
+            "--num_workers=1",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=120,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
     assert result.returncode == 2
@@ -419,10 +468,21 @@ def test_command_line_shards_and_a_summary_no_shard_glob_matches(tmp_path, news_
     vocab = shared_data("vocab.txt")
     output = tmp_path / "train.tfrecord"
     result = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "create_pretraining_data.py"),
-         f"--input_file={news_file}", f"--output_file={output}", f"--vocab_file={vocab}",
-         "--do_whole_word_mask", "--dupe_factor=1", "--num_workers=1", "--output_shards=3"],
-        capture_output=True, text=True, cwd=REPO_ROOT, timeout=120,
+        [
+            sys.executable,
+            str(REPO_ROOT / "create_pretraining_data.py"),
+            f"--input_file={news_file}",
+            f"--output_file={output}",
+            f"--vocab_file={vocab}",
+            "--do_whole_word_mask",
+            "--dupe_factor=1",
+            "--num_workers=1",
+            "--output_shards=3",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=120,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
     assert result.returncode == 0, result.stderr[-2000:]

@@ -36,10 +36,12 @@ def exported(tmp_path_factory):
             for model in case["models"]:
                 if model is not None:
                     case["weights"].update(
-                        {k: v.numpy() for k, v in model.named_variables().items()})
+                        {k: v.numpy() for k, v in model.named_variables().items()}
+                    )
             export_dir = str(case["directory"] / "savedmodel")
-            case["names"] = export_savedmodel.export_savedmodel(case["config"], case["ckpt"],
-                                                               export_dir)
+            case["names"] = export_savedmodel.export_savedmodel(
+                case["config"], case["ckpt"], export_dir
+            )
             case["loaded"] = tf.saved_model.load(export_dir)
             cache[name] = case
         return cache[name]
@@ -49,8 +51,12 @@ def exported(tmp_path_factory):
 
 def _call(signature, ids, mask, segments, **extra):
     extra = {k: tf.constant(v) for k, v in extra.items()}
-    return signature(input_ids=tf.constant(ids), input_mask=tf.constant(mask),
-                     segment_ids=tf.constant(segments), **extra)
+    return signature(
+        input_ids=tf.constant(ids),
+        input_mask=tf.constant(mask),
+        segment_ids=tf.constant(segments),
+        **extra,
+    )
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -58,8 +64,11 @@ def test_signatures_have_the_documented_names_dtypes_and_dynamic_shapes(exported
     case = exported(name)
     _, _, pretraining, num_labels = CASES[name]
     signatures = case["loaded"].signatures
-    expected = {"serving_default"} | ({"pretraining"} if pretraining else set()) | (
-        {"classifier"} if num_labels else set())
+    expected = (
+        {"serving_default"}
+        | ({"pretraining"} if pretraining else set())
+        | ({"classifier"} if num_labels else set())
+    )
     assert set(signatures) == expected == set(case["names"])
     H, V = case["config"].hidden_size, case["config"].vocab_size
     outputs = {
@@ -70,7 +79,8 @@ def test_signatures_have_the_documented_names_dtypes_and_dynamic_shapes(exported
     for signature_name, signature in signatures.items():
         inputs = signature.structured_input_signature[1]
         expected_inputs = INPUT_NAMES + (
-            ("masked_lm_positions",) if signature_name == "pretraining" else ())
+            ("masked_lm_positions",) if signature_name == "pretraining" else ()
+        )
         assert sorted(inputs) == sorted(expected_inputs)
         for spec in inputs.values():
             assert spec.dtype == tf.int32 and spec.shape.as_list() == [None, None]
@@ -96,8 +106,9 @@ def test_pretraining_and_classifier_signatures_match_the_eager_heads(exported):
     case = exported("brightmart_postln")
     ids, mask, segments = u.random_inputs(2, 9, seed=4)
     positions = np.array([[1, 2, 7], [0, 4, 4]], np.int32)
-    served = _call(case["loaded"].signatures["pretraining"], ids, mask, segments,
-                   masked_lm_positions=positions)
+    served = _call(
+        case["loaded"].signatures["pretraining"], ids, mask, segments, masked_lm_positions=positions
+    )
     eager = case["models"][1](ids, mask, segments, positions)
     # Log-probs reach -30, where float32 spacing is ~2e-6: graph vs eager rounding differs.
     for key, atol in (("masked_lm_log_probs", 1e-4), ("sentence_order_logits", 1e-5)):
@@ -118,8 +129,7 @@ def test_preln_savedmodel_matches_numpy_reference(exported):
     ids, mask, segments = u.random_inputs(3, 13, seed=8)
     positions = np.array([[1, 5, 2], [0, 3, 9], [12, 2, 4]], np.int32)
     sequence, pooled = u.numpy_brightmart_forward(weights, config, ids, mask, segments)
-    log_probs, sop = u.numpy_brightmart_pretraining(weights, config, ids, mask, segments,
-                                                    positions)
+    log_probs, sop = u.numpy_brightmart_pretraining(weights, config, ids, mask, segments, positions)
     probs = u.numpy_brightmart_classifier_probs(weights, config, ids, mask, segments)
     served = _call(signatures["serving_default"], ids, mask, segments)
     eager = case["models"][0](ids, mask, segments)
@@ -141,8 +151,10 @@ def test_sequence_longer_than_max_position_embeddings_fails_clearly(exported):
     ids, mask, segments = u.random_inputs(2, limit, seed=1)
     _call(case["loaded"].signatures["serving_default"], ids, mask, segments)  # the limit is fine
     ids, mask, segments = u.random_inputs(2, limit + 1, seed=1)
-    with pytest.raises(tf.errors.InvalidArgumentError,
-                       match=f"sequence length exceeds max_position_embeddings {limit}"):
+    with pytest.raises(
+        tf.errors.InvalidArgumentError,
+        match=f"sequence length exceeds max_position_embeddings {limit}",
+    ):
         _call(case["loaded"].signatures["serving_default"], ids, mask, segments)
 
 
@@ -157,16 +169,48 @@ def test_cli_exports_and_reports_bad_inputs(tmp_path):
     data_file = bad_ckpt + ".data-00000-of-00001"
     os.truncate(data_file, os.path.getsize(data_file) // 2)
     script = "export_savedmodel.py"
-    results = u.run_clis([
-        [script, "--bert_config_file", config_path, "--init_checkpoint", ckpt,
-         "--export_dir", str(tmp_path / "sm"), "--style", "google"],
-        [script, "--albert_config_file", config_path, "--init_checkpoint",
-         str(tmp_path / "missing.ckpt"), "--export_dir", str(tmp_path / "sm1")],
-        [script, "--albert_config_file", config_path, "--init_checkpoint", bad_ckpt,
-         "--export_dir", str(tmp_path / "sm2")],
-        [script, "--albert_config_file", str(REPO_ROOT / "configs/albert_config_tiny_google.json"),
-         "--init_checkpoint", ckpt, "--export_dir", str(tmp_path / "sm3")],
-    ])
+    results = u.run_clis(
+        [
+            [
+                script,
+                "--bert_config_file",
+                config_path,
+                "--init_checkpoint",
+                ckpt,
+                "--export_dir",
+                str(tmp_path / "sm"),
+                "--style",
+                "google",
+            ],
+            [
+                script,
+                "--albert_config_file",
+                config_path,
+                "--init_checkpoint",
+                str(tmp_path / "missing.ckpt"),
+                "--export_dir",
+                str(tmp_path / "sm1"),
+            ],
+            [
+                script,
+                "--albert_config_file",
+                config_path,
+                "--init_checkpoint",
+                bad_ckpt,
+                "--export_dir",
+                str(tmp_path / "sm2"),
+            ],
+            [
+                script,
+                "--albert_config_file",
+                str(REPO_ROOT / "configs/albert_config_tiny_google.json"),
+                "--init_checkpoint",
+                ckpt,
+                "--export_dir",
+                str(tmp_path / "sm3"),
+            ],
+        ]
+    )
     code, stdout, stderr = results[0]
     assert code == 0, stderr
     assert '"signatures": ["pretraining", "serving_default"]' in stdout
@@ -179,6 +223,9 @@ def test_cli_exports_and_reports_bad_inputs(tmp_path):
     loaded = tf.saved_model.load(str(tmp_path / "sm"))
     ids, mask, segments = u.random_inputs(2, 6)
     served = _call(loaded.signatures["serving_default"], ids, mask, segments)
-    np.testing.assert_allclose(served["pooled_output"].numpy(),
-                               encoder(ids, mask, segments)["pooled_output"].numpy(),
-                               atol=1e-5, rtol=0)
+    np.testing.assert_allclose(
+        served["pooled_output"].numpy(),
+        encoder(ids, mask, segments)["pooled_output"].numpy(),
+        atol=1e-5,
+        rtol=0,
+    )

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import checkpoints
 import convert_albert_tf_checkpoint_to_pytorch as converter
 import export_savedmodel
 import modeling
@@ -47,11 +48,17 @@ def converted(tmp_path_factory):
 
     def get(name):
         if name not in cache:
-            case = u.checkpoint_case(tmp_path_factory, name, CASES[name], seed=len(cache) + 1,
-                                     with_optimizer_slots=name == "google_groups2")
+            case = u.checkpoint_case(
+                tmp_path_factory,
+                name,
+                CASES[name],
+                seed=len(cache) + 1,
+                with_optimizer_slots=name == "google_groups2",
+            )
             case["hf_dir"] = str(case["directory"] / "hf")
-            case["summary"] = converter.convert(case["config"], case["ckpt"], case["hf_dir"],
-                                                vocab_file=_vocab())
+            case["summary"] = converter.convert(
+                case["config"], case["ckpt"], case["hf_dir"], vocab_file=_vocab()
+            )
             cache[name] = case
         return cache[name]
 
@@ -63,9 +70,11 @@ def _vocab():
 
 
 def _torch_inputs(ids, mask, segments):
-    return dict(input_ids=torch.tensor(ids, dtype=torch.long),
-                attention_mask=torch.tensor(mask, dtype=torch.long),
-                token_type_ids=torch.tensor(segments, dtype=torch.long))
+    return dict(
+        input_ids=torch.tensor(ids, dtype=torch.long),
+        attention_mask=torch.tensor(mask, dtype=torch.long),
+        token_type_ids=torch.tensor(segments, dtype=torch.long),
+    )
 
 
 def _load_hf(model_class, hf_dir):
@@ -80,12 +89,16 @@ def _load_hf(model_class, hf_dir):
 def test_checkpoint_names_and_shapes_match_the_originals(converted, name):
     case = converted(name)
     style, _, pretraining, num_labels = CASES[name]
-    stored = {n: list(s) for n, s in tf.train.list_variables(case["ckpt"])
-              if not modeling.NON_MODEL_VARIABLE_PATTERN.search(n)}
+    stored = {
+        n: list(s)
+        for n, s in tf.train.list_variables(case["ckpt"])
+        if not checkpoints.NON_MODEL_VARIABLE_PATTERN.search(n)
+    }
     expected = u.expected_variable_shapes(case["config"], style, pretraining, num_labels)
     if name == "google_groups4_layers2":  # groups no layer uses are never created
-        expected = {n: s for n, s in expected.items() if "/group_1/" not in n
-                    and "/group_3/" not in n}
+        expected = {
+            n: s for n, s in expected.items() if "/group_1/" not in n and "/group_3/" not in n
+        }
         assert case["summary"]["filled_unused_groups"] == [1, 3]
     assert stored == expected
 
@@ -95,7 +108,7 @@ def test_reloaded_checkpoint_gives_identical_outputs(converted, name):
     case = converted(name)
     ids, mask, segments = u.random_inputs(3, 11, seed=5)
     fresh = modeling.AlbertForPretraining(case["config"], style=case["style"], seed=99)
-    modeling.load_checkpoint(fresh, case["ckpt"])
+    checkpoints.load_checkpoint(fresh, case["ckpt"])
     positions = np.array([[1, 2, 3]] * 3, np.int32)
     before = case["models"][1](ids, mask, segments, positions)
     after = fresh(ids, mask, segments, positions)
@@ -115,10 +128,15 @@ def test_encoder_matches_hf_albert_model(converted, name):
         ours = encoder(ids, mask, segments)
         with torch.inference_mode():
             theirs = hf(**_torch_inputs(ids, mask, segments))
-        np.testing.assert_allclose(theirs.last_hidden_state.numpy(),
-                                   ours["sequence_output"].numpy(), atol=TOLERANCE, rtol=0)
-        np.testing.assert_allclose(theirs.pooler_output.numpy(), ours["pooled_output"].numpy(),
-                                   atol=TOLERANCE, rtol=0)
+        np.testing.assert_allclose(
+            theirs.last_hidden_state.numpy(),
+            ours["sequence_output"].numpy(),
+            atol=TOLERANCE,
+            rtol=0,
+        )
+        np.testing.assert_allclose(
+            theirs.pooler_output.numpy(), ours["pooled_output"].numpy(), atol=TOLERANCE, rtol=0
+        )
         # The random weights give O(1) activations, so agreement is not trivially 0 == 0.
         assert ours["sequence_output"].numpy().std() > 0.3
 
@@ -135,10 +153,12 @@ def test_pretraining_heads_match_hf(converted, name):
         theirs = hf(**_torch_inputs(ids, mask, segments))
     log_probs = torch.log_softmax(theirs.prediction_logits, dim=-1).numpy()
     at_positions = np.take_along_axis(log_probs, positions[:, :, None].astype(np.int64), axis=1)
-    np.testing.assert_allclose(at_positions, ours["masked_lm_log_probs"].numpy(),
-                               atol=TOLERANCE, rtol=0)
-    np.testing.assert_allclose(theirs.sop_logits.numpy(), ours["sentence_order_logits"].numpy(),
-                               atol=TOLERANCE, rtol=0)
+    np.testing.assert_allclose(
+        at_positions, ours["masked_lm_log_probs"].numpy(), atol=TOLERANCE, rtol=0
+    )
+    np.testing.assert_allclose(
+        theirs.sop_logits.numpy(), ours["sentence_order_logits"].numpy(), atol=TOLERANCE, rtol=0
+    )
 
 
 @pytest.mark.parametrize("name", [n for n in sorted(CASES) if CASES[n][3]])
@@ -164,20 +184,29 @@ def test_savedmodel_matches_hf(converted, tmp_path):
     ids, mask, segments = u.random_inputs(2, 10, seed=11)
     positions = np.array([[0, 3, 5], [2, 1, 4]], np.int32)
     ours = loaded.signatures["serving_default"](
-        input_ids=tf.constant(ids), input_mask=tf.constant(mask), segment_ids=tf.constant(segments))
+        input_ids=tf.constant(ids), input_mask=tf.constant(mask), segment_ids=tf.constant(segments)
+    )
     heads = loaded.signatures["pretraining"](
-        input_ids=tf.constant(ids), input_mask=tf.constant(mask),
-        segment_ids=tf.constant(segments), masked_lm_positions=tf.constant(positions))
+        input_ids=tf.constant(ids),
+        input_mask=tf.constant(mask),
+        segment_ids=tf.constant(segments),
+        masked_lm_positions=tf.constant(positions),
+    )
     with torch.inference_mode():
         theirs = hf(**_torch_inputs(ids, mask, segments), output_hidden_states=True)
-    np.testing.assert_allclose(theirs.hidden_states[-1].numpy(), ours["sequence_output"].numpy(),
-                               atol=TOLERANCE, rtol=0)
+    np.testing.assert_allclose(
+        theirs.hidden_states[-1].numpy(), ours["sequence_output"].numpy(), atol=TOLERANCE, rtol=0
+    )
     log_probs = torch.log_softmax(theirs.prediction_logits, dim=-1).numpy()
     np.testing.assert_allclose(
         np.take_along_axis(log_probs, positions[:, :, None].astype(np.int64), axis=1),
-        heads["masked_lm_log_probs"].numpy(), atol=TOLERANCE, rtol=0)
-    np.testing.assert_allclose(theirs.sop_logits.numpy(), heads["sentence_order_logits"].numpy(),
-                               atol=TOLERANCE, rtol=0)
+        heads["masked_lm_log_probs"].numpy(),
+        atol=TOLERANCE,
+        rtol=0,
+    )
+    np.testing.assert_allclose(
+        theirs.sop_logits.numpy(), heads["sentence_order_logits"].numpy(), atol=TOLERANCE, rtol=0
+    )
 
 
 def test_hf_config_and_tokenizer(converted):
@@ -210,8 +239,10 @@ def test_unused_groups_are_filled_and_group_layout_checked():
     # Google's code only creates the groups some layer uses (12 groups over 4 layers -> 0,3,6,9).
     used = converter.hf_group_layout(num_layers=4, num_groups=12)
     assert used == [0, 3, 6, 9]
-    state = {f"albert.encoder.albert_layer_groups.{g}.albert_layers.0.ffn.bias": np.full(2, g)
-             for g in used}
+    state = {
+        f"albert.encoder.albert_layer_groups.{g}.albert_layers.0.ffn.bias": np.full(2, g)
+        for g in used
+    }
     filled = converter.fill_unused_groups(state, 12, used)
     assert filled == [1, 2, 4, 5, 7, 8, 10, 11]
     assert state["albert.encoder.albert_layer_groups.5.albert_layers.0.ffn.bias"][0] == 3
@@ -235,14 +266,36 @@ def test_converter_cli_bad_inputs(converted, tmp_path):
 
     script = "convert_albert_tf_checkpoint_to_pytorch.py"
     out = ["--output_dir", str(tmp_path / "out")]
-    results = u.run_clis([
-        [script, "--tf_checkpoint_path", str(tmp_path / "missing.ckpt"),
-         "--albert_config_file", case["config_path"], *out],
-        [script, "--tf_checkpoint_path", case["ckpt"], "--bert_config_file", case["config_path"],
-         "--vocab_file", str(small_vocab), *out],
-        [script, "--tf_checkpoint_path", preln_ckpt, "--albert_config_file", preln_config_path,
-         *out],
-    ])
+    results = u.run_clis(
+        [
+            [
+                script,
+                "--tf_checkpoint_path",
+                str(tmp_path / "missing.ckpt"),
+                "--albert_config_file",
+                case["config_path"],
+                *out,
+            ],
+            [
+                script,
+                "--tf_checkpoint_path",
+                case["ckpt"],
+                "--bert_config_file",
+                case["config_path"],
+                "--vocab_file",
+                str(small_vocab),
+                *out,
+            ],
+            [
+                script,
+                "--tf_checkpoint_path",
+                preln_ckpt,
+                "--albert_config_file",
+                preln_config_path,
+                *out,
+            ],
+        ]
+    )
     u.assert_one_line_error(results[0], "checkpoint not found", "missing.ckpt.index")
     u.assert_one_line_error(results[1], "has 5 tokens", "vocab_size is 21128")
     u.assert_one_line_error(results[2], "post-LN only")

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import checkpoints
 import modeling
+import tokenization
 from errors import AlbertError
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -17,9 +19,17 @@ CONFIGS = sorted((REPO / "configs").glob("*.json"))
 
 
 def small_config(style, **overrides):
-    values = dict(vocab_size=97, embedding_size=16, hidden_size=32, num_hidden_layers=3,
-                  num_attention_heads=4, intermediate_size=48, max_position_embeddings=40,
-                  type_vocab_size=2, style=style)
+    values = dict(
+        vocab_size=97,
+        embedding_size=16,
+        hidden_size=32,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        intermediate_size=48,
+        max_position_embeddings=40,
+        type_vocab_size=2,
+        style=style,
+    )
     values.update(overrides)
     return modeling.AlbertConfig(**values)
 
@@ -28,21 +38,28 @@ def random_inputs(batch=2, seq=12, vocab=97, seed=0):
     rng = np.random.RandomState(seed)
     ids = rng.randint(1, vocab, size=(batch, seq)).astype(np.int32)
     mask = np.ones((batch, seq), np.int32)
-    mask[-1, seq // 2:] = 0  # padding in the last example
+    mask[-1, seq // 2 :] = 0  # padding in the last example
     segments = np.zeros((batch, seq), np.int32)
-    segments[:, seq // 3:] = 1
+    segments[:, seq // 3 :] = 1
     return tf.constant(ids), tf.constant(mask), tf.constant(segments)
 
 
 # -- configs ------------------------------------------------------------------------------------
 
+
 def test_every_released_config_is_present_and_loads():
     names = {p.name for p in CONFIGS}
-    for released in ("albert_config_tiny.json", "albert_config_base.json",
-                     "albert_config_large.json", "albert_config_xlarge.json",
-                     "albert_config_xxlarge.json", "albert_config_tiny_google.json",
-                     "albert_config_small_google.json", "albert_config_tiny_google_fast.json",
-                     "albert_config_base_google_fast.json"):
+    for released in (
+        "albert_config_tiny.json",
+        "albert_config_base.json",
+        "albert_config_large.json",
+        "albert_config_xlarge.json",
+        "albert_config_xxlarge.json",
+        "albert_config_tiny_google.json",
+        "albert_config_small_google.json",
+        "albert_config_tiny_google_fast.json",
+        "albert_config_base_google_fast.json",
+    ):
         assert released in names
     for path in CONFIGS:
         config = modeling.AlbertConfig.from_json_file(path)
@@ -58,8 +75,13 @@ def test_every_released_config_is_present_and_loads():
 
 def test_released_sizes():
     tiny = modeling.AlbertConfig.from_json_file(REPO / "configs/albert_config_tiny.json")
-    assert (tiny.hidden_size, tiny.embedding_size, tiny.intermediate_size,
-            tiny.num_hidden_layers, tiny.num_attention_heads) == (312, 128, 1248, 4, 12)
+    assert (
+        tiny.hidden_size,
+        tiny.embedding_size,
+        tiny.intermediate_size,
+        tiny.num_hidden_layers,
+        tiny.num_attention_heads,
+    ) == (312, 128, 1248, 4, 12)
     xxlarge = modeling.AlbertConfig.from_json_file(REPO / "configs/albert_config_xxlarge.json")
     assert xxlarge.ln_type == "preln" and xxlarge.hidden_size == 4096
     small = modeling.AlbertConfig.from_json_file(REPO / "configs/albert_config_small_google.json")
@@ -68,9 +90,18 @@ def test_released_sizes():
 
 def test_missing_optional_keys_get_original_defaults(tmp_path):
     bm = tmp_path / "bm.json"
-    bm.write_text(json.dumps({"vocab_size": 100, "hidden_size": 64, "num_attention_heads": 4,
-                              "intermediate_size": 128, "num_hidden_layers": 2,
-                              "ln_type": "postln"}))
+    bm.write_text(
+        json.dumps(
+            {
+                "vocab_size": 100,
+                "hidden_size": 64,
+                "num_attention_heads": 4,
+                "intermediate_size": 128,
+                "num_hidden_layers": 2,
+                "ln_type": "postln",
+            }
+        )
+    )
     config = modeling.AlbertConfig.from_json_file(bm)
     assert config.style == "brightmart"
     assert config.embedding_size == 128 and config.type_vocab_size == 16
@@ -80,22 +111,31 @@ def test_missing_optional_keys_get_original_defaults(tmp_path):
     config = modeling.AlbertConfig.from_json_file(google)
     assert config.style == "google"
     assert (config.hidden_size, config.num_attention_heads, config.intermediate_size) == (
-        4096, 64, 16384)
+        4096,
+        64,
+        16384,
+    )
     neither = tmp_path / "plain.json"
-    neither.write_text(json.dumps({"vocab_size": 100, "hidden_size": 64,
-                                   "num_attention_heads": 4}))
+    neither.write_text(json.dumps({"vocab_size": 100, "hidden_size": 64, "num_attention_heads": 4}))
     assert modeling.AlbertConfig.from_json_file(neither).style is None
 
 
-@pytest.mark.parametrize("content, message", [
-    ("{not json", "not a valid JSON config"),
-    (json.dumps({"hidden_size": 64}), "vocab_size is required"),
-    (json.dumps({"vocab_size": 10, "hidden_size": 30, "num_attention_heads": 4}),
-     "not a multiple of num_attention_heads"),
-    (json.dumps({"vocab_size": 10, "ln_type": "sideln"}), "ln_type must be one of"),
-    (json.dumps({"vocab_size": 10, "num_hidden_groups": 1, "hidden_act": "mish"}),
-     "unsupported hidden_act"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("{not json", "not a valid JSON config"),
+        (json.dumps({"hidden_size": 64}), "vocab_size is required"),
+        (
+            json.dumps({"vocab_size": 10, "hidden_size": 30, "num_attention_heads": 4}),
+            "not a multiple of num_attention_heads",
+        ),
+        (json.dumps({"vocab_size": 10, "ln_type": "sideln"}), "ln_type must be one of"),
+        (
+            json.dumps({"vocab_size": 10, "num_hidden_groups": 1, "hidden_act": "mish"}),
+            "unsupported hidden_act",
+        ),
+    ],
+)
 def test_bad_configs_give_one_clear_error(tmp_path, content, message):
     path = tmp_path / "config.json"
     path.write_text(content)
@@ -108,76 +148,90 @@ def test_bad_configs_give_one_clear_error(tmp_path, content, message):
 
 def test_vocab_size_check(tmp_path, vocab_file):
     config = modeling.AlbertConfig.from_json_file(REPO / "configs/albert_config_tiny.json")
-    assert modeling.check_vocab_size(config, vocab_file) == 21128
-    with pytest.raises(AlbertError, match="vocab_size=97"):
-        modeling.check_vocab_size(small_config("google"), vocab_file)
+    assert tokenization.check_vocab_size(vocab_file, config.vocab_size) == 21128
+    for wrong in (97, 30000):  # both directions are errors
+        with pytest.raises(AlbertError, match=f"vocab_size={wrong}"):
+            tokenization.check_vocab_size(vocab_file, wrong)
 
 
-# -- variable names and shapes (docs §1a, §1b) ---------------------------------------------------
+# -- variable names and shapes (docs/formats.md, "Brightmart style", "Google style") ---------------------------------------------------
 
 BRIGHTMART_TINY = {
     "bert/embeddings/word_embeddings": [21128, 128],
     "bert/embeddings/word_embeddings_2": [128, 312],
     "bert/embeddings/token_type_embeddings": [2, 312],
     "bert/embeddings/position_embeddings": [512, 312],
-    "bert/embeddings/LayerNorm/beta": [312], "bert/embeddings/LayerNorm/gamma": [312],
-    "bert/pooler/dense/kernel": [312, 312], "bert/pooler/dense/bias": [312],
+    "bert/embeddings/LayerNorm/beta": [312],
+    "bert/embeddings/LayerNorm/gamma": [312],
+    "bert/pooler/dense/kernel": [312, 312],
+    "bert/pooler/dense/bias": [312],
     "cls/predictions/transform/dense/kernel": [312, 312],
     "cls/predictions/transform/dense/bias": [312],
     "cls/predictions/transform/LayerNorm/beta": [312],
     "cls/predictions/transform/LayerNorm/gamma": [312],
     "cls/predictions/output_bias": [21128],
-    "cls/seq_relationship/output_weights": [2, 312], "cls/seq_relationship/output_bias": [2],
+    "cls/seq_relationship/output_weights": [2, 312],
+    "cls/seq_relationship/output_bias": [2],
 }
 for _p in ("query", "key", "value"):
     BRIGHTMART_TINY[f"bert/encoder/layer_shared/attention/self/{_p}/kernel"] = [312, 312]
     BRIGHTMART_TINY[f"bert/encoder/layer_shared/attention/self/{_p}/bias"] = [312]
-BRIGHTMART_TINY.update({
-    "bert/encoder/layer_shared/attention/output/dense/kernel": [312, 312],
-    "bert/encoder/layer_shared/attention/output/dense/bias": [312],
-    "bert/encoder/layer_shared/attention/output/LayerNorm/beta": [312],
-    "bert/encoder/layer_shared/attention/output/LayerNorm/gamma": [312],
-    "bert/encoder/layer_shared/intermediate/dense/kernel": [312, 1248],
-    "bert/encoder/layer_shared/intermediate/dense/bias": [1248],
-    "bert/encoder/layer_shared/output/dense/kernel": [1248, 312],
-    "bert/encoder/layer_shared/output/dense/bias": [312],
-    "bert/encoder/layer_shared/output/LayerNorm/beta": [312],
-    "bert/encoder/layer_shared/output/LayerNorm/gamma": [312],
-})
+BRIGHTMART_TINY.update(
+    {
+        "bert/encoder/layer_shared/attention/output/dense/kernel": [312, 312],
+        "bert/encoder/layer_shared/attention/output/dense/bias": [312],
+        "bert/encoder/layer_shared/attention/output/LayerNorm/beta": [312],
+        "bert/encoder/layer_shared/attention/output/LayerNorm/gamma": [312],
+        "bert/encoder/layer_shared/intermediate/dense/kernel": [312, 1248],
+        "bert/encoder/layer_shared/intermediate/dense/bias": [1248],
+        "bert/encoder/layer_shared/output/dense/kernel": [1248, 312],
+        "bert/encoder/layer_shared/output/dense/bias": [312],
+        "bert/encoder/layer_shared/output/LayerNorm/beta": [312],
+        "bert/encoder/layer_shared/output/LayerNorm/gamma": [312],
+    }
+)
 
 _G = "bert/encoder/transformer/group_0/inner_group_0"
 GOOGLE_TINY = {
     "bert/embeddings/word_embeddings": [21128, 128],
     "bert/embeddings/token_type_embeddings": [2, 128],
     "bert/embeddings/position_embeddings": [512, 128],
-    "bert/embeddings/LayerNorm/beta": [128], "bert/embeddings/LayerNorm/gamma": [128],
+    "bert/embeddings/LayerNorm/beta": [128],
+    "bert/embeddings/LayerNorm/gamma": [128],
     "bert/encoder/embedding_hidden_mapping_in/kernel": [128, 312],
     "bert/encoder/embedding_hidden_mapping_in/bias": [312],
     f"{_G}/attention_1/output/dense/kernel": [312, 312],
     f"{_G}/attention_1/output/dense/bias": [312],
-    f"{_G}/LayerNorm/beta": [312], f"{_G}/LayerNorm/gamma": [312],
+    f"{_G}/LayerNorm/beta": [312],
+    f"{_G}/LayerNorm/gamma": [312],
     f"{_G}/ffn_1/intermediate/dense/kernel": [312, 1248],
     f"{_G}/ffn_1/intermediate/dense/bias": [1248],
     f"{_G}/ffn_1/intermediate/output/dense/kernel": [1248, 312],
     f"{_G}/ffn_1/intermediate/output/dense/bias": [312],
-    f"{_G}/LayerNorm_1/beta": [312], f"{_G}/LayerNorm_1/gamma": [312],
-    "bert/pooler/dense/kernel": [312, 312], "bert/pooler/dense/bias": [312],
+    f"{_G}/LayerNorm_1/beta": [312],
+    f"{_G}/LayerNorm_1/gamma": [312],
+    "bert/pooler/dense/kernel": [312, 312],
+    "bert/pooler/dense/bias": [312],
     "cls/predictions/transform/dense/kernel": [312, 128],
     "cls/predictions/transform/dense/bias": [128],
     "cls/predictions/transform/LayerNorm/beta": [128],
     "cls/predictions/transform/LayerNorm/gamma": [128],
     "cls/predictions/output_bias": [21128],
-    "cls/seq_relationship/output_weights": [2, 312], "cls/seq_relationship/output_bias": [2],
+    "cls/seq_relationship/output_weights": [2, 312],
+    "cls/seq_relationship/output_bias": [2],
 }
 for _p in ("query", "key", "value"):
     GOOGLE_TINY[f"{_G}/attention_1/self/{_p}/kernel"] = [312, 312]
     GOOGLE_TINY[f"{_G}/attention_1/self/{_p}/bias"] = [312]
 
 
-@pytest.mark.parametrize("config_name, expected", [
-    ("albert_config_tiny.json", BRIGHTMART_TINY),
-    ("albert_config_tiny_google.json", GOOGLE_TINY),
-])
+@pytest.mark.parametrize(
+    "config_name, expected",
+    [
+        ("albert_config_tiny.json", BRIGHTMART_TINY),
+        ("albert_config_tiny_google.json", GOOGLE_TINY),
+    ],
+)
 def test_variable_names_and_shapes_match_the_released_checkpoints(config_name, expected):
     config = modeling.AlbertConfig.from_json_file(REPO / "configs" / config_name)
     model = modeling.AlbertForPretraining(config)
@@ -185,19 +239,30 @@ def test_variable_names_and_shapes_match_the_released_checkpoints(config_name, e
     assert shapes == expected
     params = sum(int(np.prod(s)) for n, s in shapes.items() if not n.startswith("cls/"))
     if config.style == "brightmart":
-        assert 4.1e6 < params < 4.25e6  # docs §1a: tiny has 4.18M parameters without heads
+        assert 4.1e6 < params < 4.25e6  # docs/formats.md#brightmart-style: tiny has 4.18M parameters without heads
 
 
 def test_google_groups_and_inner_groups():
     config = small_config("google", num_hidden_layers=4, num_hidden_groups=2, inner_group_num=2)
     model = modeling.AlbertModel(config, seed=0)
-    scopes = {n.split("/")[3] + "/" + n.split("/")[4] for n in model.named_variables()
-              if "/transformer/" in n}
-    assert scopes == {"group_0/inner_group_0", "group_0/inner_group_1",
-                      "group_1/inner_group_0", "group_1/inner_group_1"}
+    scopes = {
+        n.split("/")[3] + "/" + n.split("/")[4]
+        for n in model.named_variables()
+        if "/transformer/" in n
+    }
+    assert scopes == {
+        "group_0/inner_group_0",
+        "group_0/inner_group_1",
+        "group_1/inner_group_0",
+        "group_1/inner_group_1",
+    }
     # Google's assignment: layer i uses group int(i / L * G).
     assert [s[0].split("/")[3] for s in modeling.layer_scopes(config, "google")] == [
-        "group_0", "group_0", "group_1", "group_1"]
+        "group_0",
+        "group_0",
+        "group_1",
+        "group_1",
+    ]
     out = model(*random_inputs())
     assert len(out["all_encoder_layers"]) == 4
     assert out["embedding_output"].shape == (2, 12, 16)
@@ -217,6 +282,7 @@ def test_brightmart_unshared_layers_and_preln():
 
 # -- forward -------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("style", ["google", "brightmart"])
 def test_eager_function_and_xla_agree(style):
     model = modeling.AlbertForPretraining(small_config(style), seed=3)
@@ -225,13 +291,11 @@ def test_eager_function_and_xla_agree(style):
     eager = model(ids, mask, segments, positions)
     graph = tf.function(model.__call__)(ids, mask, segments, positions)
     xla = tf.function(model.__call__, jit_compile=True)(ids, mask, segments, positions)
-    for key in ("sequence_output", "pooled_output", "masked_lm_log_probs",
-                "sentence_order_logits"):
+    for key in ("sequence_output", "pooled_output", "masked_lm_log_probs", "sentence_order_logits"):
         np.testing.assert_allclose(graph[key], eager[key], atol=1e-5)
         np.testing.assert_allclose(xla[key], eager[key], atol=1e-4)
     # log-probabilities are normalised
-    np.testing.assert_allclose(tf.reduce_logsumexp(eager["masked_lm_log_probs"], -1), 0,
-                               atol=1e-5)
+    np.testing.assert_allclose(tf.reduce_logsumexp(eager["masked_lm_log_probs"], -1), 0, atol=1e-5)
 
 
 def test_padding_does_not_change_real_tokens():
@@ -259,8 +323,7 @@ def test_sequence_longer_than_max_position_embeddings():
     model = modeling.AlbertModel(small_config("google"))
     with pytest.raises(AlbertError, match="exceeds max_position_embeddings 40"):
         model(tf.ones([1, 41], tf.int32))
-    dynamic = tf.function(model.__call__,
-                          input_signature=[tf.TensorSpec([None, None], tf.int32)])
+    dynamic = tf.function(model.__call__, input_signature=[tf.TensorSpec([None, None], tf.int32)])
     with pytest.raises(tf.errors.InvalidArgumentError, match="max_position_embeddings"):
         dynamic(tf.ones([1, 41], tf.int32))
 
@@ -274,8 +337,7 @@ def test_bfloat16_compute_is_close_to_float32():
     bf16 = model(*inputs, positions)
     assert bf16["sequence_output"].dtype == tf.float32
     np.testing.assert_allclose(bf16["pooled_output"], fp32["pooled_output"], atol=0.05)
-    np.testing.assert_allclose(bf16["masked_lm_log_probs"], fp32["masked_lm_log_probs"],
-                               atol=0.15)
+    np.testing.assert_allclose(bf16["masked_lm_log_probs"], fp32["masked_lm_log_probs"], atol=0.15)
 
 
 def test_runs_inside_a_distribution_strategy():
@@ -287,24 +349,8 @@ def test_runs_inside_a_distribution_strategy():
     np.testing.assert_allclose(logits, model(ids, mask, segments), atol=1e-6)
 
 
-def test_losses_match_numpy():
-    rng = np.random.RandomState(0)
-    logits = rng.randn(2, 3, 11).astype(np.float32)
-    log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
-    ids = rng.randint(0, 11, (2, 3))
-    weights = np.array([[1, 1, 0], [1, 0, 0]], np.float32)
-    loss, _ = modeling.masked_lm_loss(tf.constant(log_probs), ids, weights)
-    picked = -np.take_along_axis(log_probs, ids[..., None], -1)[..., 0]
-    np.testing.assert_allclose(loss, (picked * weights).sum() / (weights.sum() + 1e-5), rtol=1e-6)
-    sop_logits = rng.randn(4, 2).astype(np.float32)
-    labels = np.array([[0], [1], [1], [0]])
-    loss, _ = modeling.sentence_order_loss(tf.constant(sop_logits), labels)
-    sop_log_probs = sop_logits - np.log(np.exp(sop_logits).sum(-1, keepdims=True))
-    expected = -np.mean(sop_log_probs[np.arange(4), labels[:, 0]])
-    np.testing.assert_allclose(loss, expected, rtol=1e-6)
-
-
 # -- checkpoints ---------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("style", ["google", "brightmart"])
 def test_checkpoint_round_trip_ignores_slots(tmp_path, style):
@@ -315,61 +361,67 @@ def test_checkpoint_round_trip_ignores_slots(tmp_path, style):
         tensors[name + "/adam_m"] = tf.zeros_like(variable)
         tensors[name + "/lamb_v"] = tf.zeros_like(variable)
     tensors["global_step"] = tf.constant(7, tf.int64)
-    prefix = modeling.save_checkpoint(tensors, tmp_path / "model.ckpt-7")
-    stored = modeling.checkpoint_variable_names(prefix)
+    prefix = checkpoints.save_tensors(tensors, tmp_path / "model.ckpt-7")
+    stored = checkpoints.checkpoint_variable_names(prefix)
     assert stored["global_step"] == []
-    assert modeling.detect_checkpoint_style(tmp_path / "model.ckpt-7.index") == style
+    assert checkpoints.detect_checkpoint_style(tmp_path / "model.ckpt-7.index") == style
 
     restored = modeling.AlbertForPretraining(config, seed=99)
-    report = modeling.load_checkpoint(restored, prefix)
+    report = checkpoints.load_checkpoint(restored, prefix)
     assert len(report.loaded) == len(model.named_variables()) and not report.missing_allowed
     ids, mask, segments = random_inputs()
     positions = tf.constant([[1, 2], [3, 4]], tf.int32)
-    np.testing.assert_array_equal(restored(ids, mask, segments, positions)["masked_lm_log_probs"],
-                                  model(ids, mask, segments, positions)["masked_lm_log_probs"])
+    np.testing.assert_array_equal(
+        restored(ids, mask, segments, positions)["masked_lm_log_probs"],
+        model(ids, mask, segments, positions)["masked_lm_log_probs"],
+    )
 
     # A classifier starting from this pretraining checkpoint: heads stay freshly initialised.
     classifier = modeling.AlbertForClassification(config, num_labels=2)
-    report = modeling.load_checkpoint(classifier, prefix)
+    report = checkpoints.load_checkpoint(classifier, prefix)
     assert sorted(report.missing_allowed) == ["output_bias", "output_weights"]
 
     # Directory with a `checkpoint` state file resolves to the latest checkpoint.
     tf.compat.v1.train.update_checkpoint_state(str(tmp_path), str(prefix))
-    assert modeling.resolve_checkpoint_path(tmp_path) == str(prefix)
+    assert checkpoints.resolve_checkpoint_path(tmp_path) == str(prefix)
 
 
 def test_style_resolution(tmp_path):
     google = small_config("google")
-    prefix = modeling.save_checkpoint(modeling.AlbertModel(google).named_variables(),
-                                      tmp_path / "g.ckpt")
+    prefix = checkpoints.save_tensors(
+        modeling.AlbertModel(google).named_variables(), tmp_path / "g.ckpt"
+    )
     brightmart_config = small_config("brightmart")
-    assert modeling.resolve_style(brightmart_config) == "brightmart"
-    assert modeling.resolve_style(brightmart_config, init_checkpoint=prefix) == "google"
-    assert modeling.resolve_style(brightmart_config, prefix, style_flag="brightmart") == (
-        "brightmart")
+    assert checkpoints.resolve_style(brightmart_config) == "brightmart"
+    assert checkpoints.resolve_style(brightmart_config, init_checkpoint=prefix) == "google"
+    assert checkpoints.resolve_style(brightmart_config, prefix, style_flag="brightmart") == (
+        "brightmart"
+    )
     with pytest.raises(AlbertError, match="--style"):
-        modeling.resolve_style(google, style_flag="bert")
+        checkpoints.resolve_style(google, style_flag="bert")
 
 
 def test_checkpoint_mismatch_errors(tmp_path):
-    prefix = modeling.save_checkpoint(
-        modeling.AlbertModel(small_config("google"), seed=0).named_variables(),
-        tmp_path / "g.ckpt")
+    prefix = checkpoints.save_tensors(
+        modeling.AlbertModel(small_config("google"), seed=0).named_variables(), tmp_path / "g.ckpt"
+    )
     # Wrong style for the checkpoint: the error names the cause and what differs.
     with pytest.raises(AlbertError) as info:
-        modeling.load_checkpoint(modeling.AlbertModel(small_config("brightmart")), prefix)
+        checkpoints.load_checkpoint(modeling.AlbertModel(small_config("brightmart")), prefix)
     message = str(info.value)
     assert "google-style but the model was built brightmart-style" in message
     assert "missing" in message and "unexpected" in message and "mis-shaped" in message
     assert "\n" not in message
     # Wrong sizes: a bigger config for a small checkpoint.
     with pytest.raises(AlbertError, match="hidden_size=64 but the checkpoint 32"):
-        modeling.load_checkpoint(
-            modeling.AlbertModel(small_config("google", hidden_size=64)), prefix)
+        checkpoints.load_checkpoint(
+            modeling.AlbertModel(small_config("google", hidden_size=64)), prefix
+        )
     # Missing checkpoint.
     with pytest.raises(AlbertError, match="checkpoint not found"):
-        modeling.load_checkpoint(modeling.AlbertModel(small_config("google")),
-                                 tmp_path / "nothing.ckpt")
+        checkpoints.load_checkpoint(
+            modeling.AlbertModel(small_config("google")), tmp_path / "nothing.ckpt"
+        )
     # Truncated data file.
     data_file = str(prefix) + ".data-00000-of-00001"
     truncated = tmp_path / "t.ckpt"
@@ -377,7 +429,7 @@ def test_checkpoint_mismatch_errors(tmp_path):
     with open(data_file, "rb") as src, open(str(truncated) + ".data-00000-of-00001", "wb") as dst:
         dst.write(src.read()[: os.path.getsize(data_file) // 2])
     with pytest.raises(AlbertError, match="truncated or corrupt"):
-        modeling.load_checkpoint(modeling.AlbertModel(small_config("google")), truncated)
+        checkpoints.load_checkpoint(modeling.AlbertModel(small_config("google")), truncated)
 
 
 def test_interchange_with_tf1_saver(tmp_path):
@@ -389,8 +441,10 @@ def test_interchange_with_tf1_saver(tmp_path):
     # Write the way TF1 albert_zh did: graph-mode variables named by scope, plus slots and step.
     graph = tf.Graph()
     with graph.as_default():
-        tf1_vars = {name: tf.compat.v1.get_variable(name, initializer=value)
-                    for name, value in values.items()}
+        tf1_vars = {
+            name: tf.compat.v1.get_variable(name, initializer=value)
+            for name, value in values.items()
+        }
         for name, value in values.items():
             tf.compat.v1.get_variable(name + "/adam_m", initializer=np.zeros_like(value))
         tf.compat.v1.train.get_or_create_global_step()
@@ -400,16 +454,18 @@ def test_interchange_with_tf1_saver(tmp_path):
             tf1_prefix = saver.save(session, str(tmp_path / "tf1" / "model.ckpt"), global_step=3)
 
     restored = modeling.AlbertForClassification(config, num_labels=2, seed=1)
-    modeling.load_checkpoint(restored, tf1_prefix)
+    checkpoints.load_checkpoint(restored, tf1_prefix)
     inputs = random_inputs()
     np.testing.assert_array_equal(restored(*inputs), reference(*inputs))
 
     # And the other way: a TF1 Saver restores our file by name.
-    ours = modeling.save_checkpoint(restored.named_variables(), tmp_path / "ours" / "model.ckpt")
+    ours = checkpoints.save_tensors(restored.named_variables(), tmp_path / "ours" / "model.ckpt")
     graph = tf.Graph()
     with graph.as_default():
-        targets = {name: tf.compat.v1.get_variable(name, shape=value.shape)
-                   for name, value in values.items()}
+        targets = {
+            name: tf.compat.v1.get_variable(name, shape=value.shape)
+            for name, value in values.items()
+        }
         saver = tf.compat.v1.train.Saver(var_list=targets)
         with tf.compat.v1.Session() as session:
             saver.restore(session, ours)

@@ -1,6 +1,6 @@
 """optimization.py against an independent NumPy (float64) reference of the originals' rules.
 
-The reference below is written from the rules in docs §5, not from optimization.py: linear warmup
+The reference below is written from the rules in docs/formats.md#optimizers, not from optimization.py: linear warmup
 then polynomial decay from step 0, global-norm clipping, Adam moments without bias correction,
 decoupled weight decay except LayerNorm/layer_norm/bias, and the LAMB trust ratio (google: not for
 the excluded names; brightmart: for every variable).
@@ -31,7 +31,7 @@ SHAPES = {
     "bert/encoder/transformer/group_0/inner_group_0/LayerNorm/gamma": (3,),
     "bert/encoder/layer_shared/attention/output/dense/bias": (3,),
     "bert/embeddings/word_embeddings": (5, 2),
-    "cls/predictions/output_bias": (5,),        # zero-initialised: exercises ||w|| = 0
+    "cls/predictions/output_bias": (5,),  # zero-initialised: exercises ||w|| = 0
     "loss/layer_norm/beta": (3,),
 }
 ZERO_INITIALISED = {"cls/predictions/output_bias"}
@@ -40,9 +40,14 @@ ZERO_INITIALISED = {"cls/predictions/output_bias"}
 def initial_values():
     rng = np.random.default_rng(0)
     # Rounded to float32 first, so that the reference starts from exactly the TF weights.
-    return {name: (np.zeros(shape) if name in ZERO_INITIALISED
-                   else rng.normal(size=shape).astype(np.float32).astype(np.float64))
-            for name, shape in SHAPES.items()}
+    return {
+        name: (
+            np.zeros(shape)
+            if name in ZERO_INITIALISED
+            else rng.normal(size=shape).astype(np.float32).astype(np.float64)
+        )
+        for name, shape in SHAPES.items()
+    }
 
 
 def gradient_steps(num_steps=6):
@@ -80,8 +85,9 @@ def reference_step(params, m, v, grads, lr, kind, style, wd=0.01, b1=0.9, b2=0.9
         if not any(re.search(p, name) for p in EXCLUDED):
             update = update + wd * w
         ratio = 1.0
-        if kind == "lamb" and (style == "brightmart" or not any(re.search(p, name)
-                                                                for p in EXCLUDED)):
+        if kind == "lamb" and (
+            style == "brightmart" or not any(re.search(p, name) for p in EXCLUDED)
+        ):
             w_norm, u_norm = np.linalg.norm(w), np.linalg.norm(update)
             ratio = w_norm / u_norm if w_norm > 0 and u_norm > 0 else 1.0
         params[name] = w - lr * ratio * update
@@ -92,15 +98,18 @@ LR, TRAIN_STEPS, WARMUP_STEPS = 0.01, 10, 3
 
 
 def make_optimizer(kind, style, named_variables):
-    optimizer = optimization.create_optimizer(LR, TRAIN_STEPS, WARMUP_STEPS, optimizer=kind,
-                                              style=style)
+    optimizer = optimization.create_optimizer(
+        LR, TRAIN_STEPS, WARMUP_STEPS, optimizer=kind, style=style
+    )
     optimizer.build(named_variables)
     return optimizer
 
 
 def tf_variables(values):
-    return {name: tf.Variable(value, dtype=tf.float32, name=name.replace("/", "_"))
-            for name, value in values.items()}
+    return {
+        name: tf.Variable(value, dtype=tf.float32, name=name.replace("/", "_"))
+        for name, value in values.items()
+    }
 
 
 def run_reference(kind, style, steps):
@@ -109,16 +118,19 @@ def run_reference(kind, style, steps):
     v = {name: np.zeros(shape) for name, shape in SHAPES.items()}
     history = []
     for step, grads in enumerate(steps):
-        reference_step(params, m, v, grads, reference_lr(step, LR, TRAIN_STEPS, WARMUP_STEPS),
-                       kind, style)
+        reference_step(
+            params, m, v, grads, reference_lr(step, LR, TRAIN_STEPS, WARMUP_STEPS), kind, style
+        )
         history.append(({k: x.copy() for k, x in params.items()}, dict(m), dict(v)))
     return history
 
 
 OPTIMIZERS = [("adamw", "google"), ("lamb", "google"), ("lamb", "brightmart")]
-SLOT_SUFFIXES = {("adamw", "google"): ("adam_m", "adam_v"),
-                 ("lamb", "google"): ("adam_m", "adam_v"),
-                 ("lamb", "brightmart"): ("lamb_m", "lamb_v")}
+SLOT_SUFFIXES = {
+    ("adamw", "google"): ("adam_m", "adam_v"),
+    ("lamb", "google"): ("adam_m", "adam_v"),
+    ("lamb", "brightmart"): ("lamb_m", "lamb_v"),
+}
 
 
 # ------------------------------------------------------------------------ schedule
@@ -126,10 +138,17 @@ SLOT_SUFFIXES = {("adamw", "google"): ("adam_m", "adam_v"),
 @pytest.mark.parametrize("power,end_lr", [(1.0, 0.0), (2.0, 1e-5)])
 def test_schedule_matches_reference(num_warmup_steps, power, end_lr):
     lr, num_train_steps = 1e-3, 1000
-    schedule = optimization.LinearWarmupPolynomialDecay(lr, num_train_steps, num_warmup_steps,
-                                                        power=power, end_learning_rate=end_lr)
-    steps = [0, num_warmup_steps - 1, num_warmup_steps, num_train_steps // 2, num_train_steps,
-             num_train_steps + 10]
+    schedule = optimization.LinearWarmupPolynomialDecay(
+        lr, num_train_steps, num_warmup_steps, power=power, end_learning_rate=end_lr
+    )
+    steps = [
+        0,
+        num_warmup_steps - 1,
+        num_warmup_steps,
+        num_train_steps // 2,
+        num_train_steps,
+        num_train_steps + 10,
+    ]
     for step in [s for s in steps if s >= 0]:
         expected = reference_lr(step, lr, num_train_steps, num_warmup_steps, power, end_lr)
         got = float(schedule(tf.constant(step, tf.int64)))
@@ -143,7 +162,7 @@ def test_schedule_landmarks():
     np.testing.assert_allclose(float(schedule(99)), 0.99, rtol=1e-6)
     np.testing.assert_allclose(float(schedule(100)), 0.9, rtol=1e-6)
     np.testing.assert_allclose(float(schedule(500)), 0.5, rtol=1e-6)
-    assert float(schedule(1000)) == 0.0 and float(schedule(1010)) == 0.0   # no cycling
+    assert float(schedule(1000)) == 0.0 and float(schedule(1010)) == 0.0  # no cycling
     no_warmup = optimization.LinearWarmupPolynomialDecay(1.0, 1000, 0)
     assert float(no_warmup(0)) == 1.0
 
@@ -165,17 +184,25 @@ def test_updates_match_numpy_reference(kind, style):
     suffix_m, suffix_v = SLOT_SUFFIXES[(kind, style)]
     slots = optimizer.named_slot_variables()
     for step, grads in enumerate(steps):
-        applied = optimizer.apply_gradients((tf.constant(g, tf.float32), name)
-                                            for name, g in grads.items())
+        applied = optimizer.apply_gradients(
+            (tf.constant(g, tf.float32), name) for name, g in grads.items()
+        )
         assert bool(applied)
         params, m, v = expected[step]
         for name in SHAPES:
-            np.testing.assert_allclose(variables[name].numpy(), params[name], rtol=RTOL,
-                                       atol=ATOL, err_msg=f"{name} step {step}")
-            np.testing.assert_allclose(slots[f"{name}/{suffix_m}"].numpy(), m[name], rtol=RTOL,
-                                       atol=ATOL)
-            np.testing.assert_allclose(slots[f"{name}/{suffix_v}"].numpy(), v[name], rtol=RTOL,
-                                       atol=1e-9)
+            np.testing.assert_allclose(
+                variables[name].numpy(),
+                params[name],
+                rtol=RTOL,
+                atol=ATOL,
+                err_msg=f"{name} step {step}",
+            )
+            np.testing.assert_allclose(
+                slots[f"{name}/{suffix_m}"].numpy(), m[name], rtol=RTOL, atol=ATOL
+            )
+            np.testing.assert_allclose(
+                slots[f"{name}/{suffix_v}"].numpy(), v[name], rtol=RTOL, atol=1e-9
+            )
     assert int(optimizer.iterations) == len(steps)
 
 
@@ -216,8 +243,7 @@ def test_tf_function_and_xla_equal_eager():
         names = list(SHAPES)
 
         def train_step(grads, optimizer=optimizer, names=names):
-            return optimizer.apply_gradients(zip(grads, names, strict=True),
-                                             skip_if_nonfinite=True)
+            return optimizer.apply_gradients(zip(grads, names, strict=True), skip_if_nonfinite=True)
 
         if mode != "eager":
             train_step = tf.function(train_step, jit_compile=mode == "jit_compile")
@@ -227,8 +253,13 @@ def test_tf_function_and_xla_equal_eager():
         assert int(optimizer.iterations) == len(steps)
     for mode in ("function", "jit_compile"):
         for name in SHAPES:
-            np.testing.assert_allclose(results[mode][name], results["eager"][name], rtol=1e-6,
-                                       atol=1e-7, err_msg=f"{mode} {name}")
+            np.testing.assert_allclose(
+                results[mode][name],
+                results["eager"][name],
+                rtol=1e-6,
+                atol=1e-7,
+                err_msg=f"{mode} {name}",
+            )
 
 
 def test_low_precision_gradients_are_applied_in_float32():
@@ -244,7 +275,7 @@ def test_low_precision_gradients_are_applied_in_float32():
         assert variables[name].dtype == tf.float32
         results.append(variables[name].numpy())
     for other in results[1:]:
-        np.testing.assert_array_equal(other, results[0])   # the values are exact in all dtypes
+        np.testing.assert_array_equal(other, results[0])  # the values are exact in all dtypes
 
 
 def test_none_gradients_are_skipped():
@@ -252,19 +283,30 @@ def test_none_gradients_are_skipped():
     optimizer = make_optimizer("adamw", "google", variables)
     skipped = "bert/embeddings/word_embeddings"
     grads = gradient_steps(1)[0]
-    pairs = [(None if name == skipped else tf.constant(g, tf.float32), name)
-             for name, g in grads.items()]
+    pairs = [
+        (None if name == skipped else tf.constant(g, tf.float32), name) for name, g in grads.items()
+    ]
     optimizer.apply_gradients(pairs)
     optimizer.apply_gradients(pairs)
     np.testing.assert_array_equal(variables[skipped].numpy(), initial_values()[skipped])
     assert not np.any(optimizer.named_slot_variables()[skipped + "/adam_m"].numpy())
     # The others match a reference run that never saw the skipped variable.
     reference = {name: g for name, g in grads.items() if name != skipped}
-    params, m, v = initial_values(), {n: np.zeros(s) for n, s in SHAPES.items()}, {
-        n: np.zeros(s) for n, s in SHAPES.items()}
+    params, m, v = (
+        initial_values(),
+        {n: np.zeros(s) for n, s in SHAPES.items()},
+        {n: np.zeros(s) for n, s in SHAPES.items()},
+    )
     for step in range(2):
-        reference_step(params, m, v, reference, reference_lr(step, LR, TRAIN_STEPS, WARMUP_STEPS),
-                       "adamw", "google")
+        reference_step(
+            params,
+            m,
+            v,
+            reference,
+            reference_lr(step, LR, TRAIN_STEPS, WARMUP_STEPS),
+            "adamw",
+            "google",
+        )
     for name in reference:
         np.testing.assert_allclose(variables[name].numpy(), params[name], rtol=RTOL, atol=ATOL)
 
@@ -297,7 +339,8 @@ def test_skip_if_nonfinite_leaves_everything_unchanged():
     bad["loss/layer_norm/beta"] = np.array([1.0, np.inf, 0.0])
     bad["bert/embeddings/word_embeddings"] = np.full((5, 2), np.nan)
     applied = tf.function(lambda pairs: optimizer.apply_gradients(pairs, skip_if_nonfinite=True))(
-        [(tf.constant(g, tf.float32), n) for n, g in bad.items()])
+        [(tf.constant(g, tf.float32), n) for n, g in bad.items()]
+    )
     assert not bool(applied)
     assert int(optimizer.iterations) == 1
     after = {n: v.numpy() for n, v in {**variables, **optimizer.named_slot_variables()}.items()}
@@ -306,7 +349,8 @@ def test_skip_if_nonfinite_leaves_everything_unchanged():
 
     # A finite step right after is applied as usual.
     applied = optimizer.apply_gradients(
-        ((tf.constant(g, tf.float32), n) for n, g in grads[1].items()), skip_if_nonfinite=True)
+        ((tf.constant(g, tf.float32), n) for n, g in grads[1].items()), skip_if_nonfinite=True
+    )
     assert bool(applied) and int(optimizer.iterations) == 2
 
 
@@ -319,10 +363,12 @@ def test_clip_norm_none_disables_clipping():
     optimizer.build(variables)
     optimizer.apply_gradients([(tf.constant(grad, tf.float32), name)])
     # Unclipped first step: m = 1, v = 0.1, update = 1/(sqrt(0.1)+eps).
-    np.testing.assert_allclose(optimizer.named_slot_variables()[name + "/adam_m"].numpy(), 1.0,
-                               rtol=1e-6)
-    np.testing.assert_allclose(variables[name].numpy(), 1.0 - 0.1 / (np.sqrt(0.1) + 1e-6),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        optimizer.named_slot_variables()[name + "/adam_m"].numpy(), 1.0, rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        variables[name].numpy(), 1.0 - 0.1 / (np.sqrt(0.1) + 1e-6), rtol=1e-6
+    )
 
 
 def test_create_optimizer_choices_and_errors():
@@ -340,132 +386,36 @@ def test_create_optimizer_choices_and_errors():
 
 
 # ------------------------------------------------------------------------ tf.distribute
-MIRRORED_SCRIPT = r"""
-import json, sys
-import numpy as np
-import tensorflow as tf
-
-cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-import optimization
-
-SHAPES = json.loads(sys.argv[1])
-NAMES = list(SHAPES)
-rng = np.random.default_rng(2)
-INIT = {n: rng.normal(size=s).astype(np.float32) for n, s in SHAPES.items()}
-# Two replicas, three steps; replica r gets its own local gradients; the global one is their sum.
-LOCAL = [[{n: (3.0 if step % 2 else 0.1) * rng.normal(size=s).astype(np.float32)
-           for n, s in SHAPES.items()} for _ in range(2)] for step in range(3)]
-
-
-def build(strategy):
-    with strategy.scope():
-        variables = {n: tf.Variable(INIT[n]) for n in NAMES}
-        optimizer = optimization.create_optimizer(0.01, 10, 1, optimizer="lamb", style="google")
-        optimizer.build(variables)
-    return variables, optimizer
-
-
-def values(variables, optimizer):
-    named = {**variables, **optimizer.named_slot_variables()}
-    return {n: [c.numpy() for c in getattr(v, "values", (v,))] for n, v in named.items()}
-
-
-results = {}
-
-# 1) Single device, global gradients.
-variables, optimizer = build(tf.distribute.get_strategy())
-for step in LOCAL:
-    optimizer.apply_gradients((tf.constant(step[0][n] + step[1][n]), n) for n in NAMES)
-single = values(variables, optimizer)
-
-# 2) MirroredStrategy, update from the replica context inside tf.function.
-mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-variables, optimizer = build(mirrored)
-
-@tf.function
-def replica_step(per_replica_grads):
-    def replica_fn(grads):
-        grads = tf.distribute.get_replica_context().all_reduce("sum", grads)
-        return optimizer.apply_gradients(zip(grads, NAMES), skip_if_nonfinite=True)
-    return mirrored.run(replica_fn, args=(per_replica_grads,))
-
-for step in LOCAL:
-    grads = mirrored.experimental_distribute_values_from_function(
-        lambda ctx, step=step: [tf.constant(step[ctx.replica_id_in_sync_group][n]) for n in NAMES])
-    applied = replica_step(grads)
-    assert all(bool(a) for a in mirrored.experimental_local_results(applied))
-results["mirrored_replica"] = values(variables, optimizer)
-results["mirrored_replica_steps"] = [int(c) for c in optimizer.iterations.values]
-
-# 2b) The same, with all steps in one tf.function loop (as iterations_per_loop does).
-variables, optimizer = build(mirrored)
-STACKED = [tf.constant(np.stack([[LOCAL[step][replica][n] for step in range(len(LOCAL))]
-                                 for replica in range(2)])) for n in NAMES]   # [replica, step, ...]
-
-@tf.function
-def replica_loop():
-    def replica_fn(step):
-        ctx = tf.distribute.get_replica_context()
-        grads = [stacked[ctx.replica_id_in_sync_group][step] for stacked in STACKED]
-        grads = ctx.all_reduce("sum", grads)
-        optimizer.apply_gradients(zip(grads, NAMES))
-    for step in tf.range(len(LOCAL)):
-        mirrored.run(replica_fn, args=(step,))
-
-replica_loop()
-results["mirrored_loop"] = values(variables, optimizer)
-
-# 3) MirroredStrategy, called eagerly in the cross-replica context with global gradients.
-variables, optimizer = build(mirrored)
-for step in LOCAL:
-    optimizer.apply_gradients((tf.constant(step[0][n] + step[1][n]), n) for n in NAMES)
-results["mirrored_cross_replica"] = values(variables, optimizer)
-
-# 4) Single-worker MultiWorkerMirroredStrategy (one local replica), replica context. Its
-# ReplicaContext.all_reduce fails inside tf.function on TF 2.21 ("destinations can not be
-# empty"), and with one replica it is the identity, so the global gradients are fed directly.
-multi_worker = tf.distribute.MultiWorkerMirroredStrategy()
-variables, optimizer = build(multi_worker)
-
-@tf.function
-def multi_worker_step(grads):
-    multi_worker.run(lambda grads: optimizer.apply_gradients(zip(grads, NAMES)), args=(grads,))
-
-for step in LOCAL:
-    multi_worker_step([tf.constant(step[0][n] + step[1][n]) for n in NAMES])
-results["multi_worker"] = values(variables, optimizer)
-
-worst = {}
-for key in ("mirrored_replica", "mirrored_loop", "mirrored_cross_replica", "multi_worker"):
-    diffs = [float(np.max(np.abs(copy - single[n][0]))) for n in single for copy in results[key][n]]
-    worst[key] = {"max_abs_diff": max(diffs), "copies": len(results[key][NAMES[0]])}
-worst["mirrored_replica_steps"] = results["mirrored_replica_steps"]
-worst["single_moved"] = min(float(np.max(np.abs(single[n][0] - INIT[n]))) for n in NAMES)
-print("RESULT " + json.dumps(worst), flush=True)
-"""
 
 
 def test_mirrored_two_cpus_equals_single_device(tmp_path):
     """Replica-context (merge_call) and cross-replica updates on 2 logical CPUs, plus a local
     MultiWorkerMirroredStrategy, all equal the single-device update with the summed gradients."""
-    shapes = {"bert/encoder/embedding_hidden_mapping_in/kernel": [3, 4],
-              "bert/encoder/embedding_hidden_mapping_in/bias": [4],
-              "bert/embeddings/LayerNorm/gamma": [3]}
-    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), TF_CPP_MIN_LOG_LEVEL="2",
-               CUDA_VISIBLE_DEVICES="")
+    shapes = {
+        "bert/encoder/embedding_hidden_mapping_in/kernel": [3, 4],
+        "bert/encoder/embedding_hidden_mapping_in/bias": [4],
+        "bert/embeddings/LayerNorm/gamma": [3],
+    }
+    env = dict(
+        os.environ, PYTHONPATH=str(REPO_ROOT), TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES=""
+    )
     # A file rather than `python -c`: AutoGraph needs the source to convert the tf.range loop.
-    script = tmp_path / "mirrored_check.py"
-    script.write_text(MIRRORED_SCRIPT)
-    proc = subprocess.run([sys.executable, str(script), json.dumps(shapes)], env=env,
-                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    script = REPO_ROOT / "tests" / "mirrored_optimizer_run.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), json.dumps(shapes)],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     assert proc.returncode == 0 and lines, proc.stderr[-3000:]
-    result = json.loads(lines[-1][len("RESULT "):])
+    result = json.loads(lines[-1][len("RESULT ") :])
     assert result["mirrored_replica"]["copies"] == 2
     assert result["mirrored_cross_replica"]["copies"] == 2
     assert result["mirrored_loop"]["copies"] == 2
     assert result["mirrored_replica_steps"] == [3, 3]
-    assert result["single_moved"] > 1e-4   # every weight really changed
+    assert result["single_moved"] > 1e-4  # every weight really changed
     for key in ("mirrored_replica", "mirrored_loop", "mirrored_cross_replica", "multi_worker"):
         assert result[key]["max_abs_diff"] <= 1e-6, (key, result[key])

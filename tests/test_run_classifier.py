@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from absl import flags
 
+import checkpoints
 import errors
 import modeling
 import run_classifier
@@ -128,12 +129,12 @@ def test_predictions_have_one_line_per_test_row(finetuned):
 
 
 def test_checkpoints_keep_the_original_names(finetuned):
-    best = modeling.checkpoint_variable_names(finetuned / "model.ckpt-best")
+    best = checkpoints.checkpoint_variable_names(finetuned / "model.ckpt-best")
     assert best["output_weights"] == [2, 192] and best["output_bias"] == [2]
     assert "bert/embeddings/word_embeddings_2" in best and "global_step" in best
-    latest = modeling.checkpoint_variable_names(finetuned)  # the `checkpoint` file's latest
+    latest = checkpoints.checkpoint_variable_names(finetuned)  # the `checkpoint` file's latest
     assert "output_weights/adam_m" in latest  # step checkpoints can resume training
-    info = json.loads((finetuned / "classifier_info.json").read_text())
+    info = json.loads((finetuned / "model_info.json").read_text())
     assert info["labels"] == ["0", "1"] and info["max_seq_length"] == 64
     assert (finetuned / "vocab.txt").exists() and (finetuned / info["config_file"]).exists()
 
@@ -205,7 +206,7 @@ def test_initialises_from_a_pretraining_checkpoint_of_either_style(tmp_path, sty
     tensors = {n: v.numpy() for n, v in pretrained.named_variables().items()}
     tensors.update({f"{n}/lamb_m": np.zeros_like(v) for n, v in list(tensors.items())[:3]})
     tensors["global_step"] = np.int64(1000)
-    init = modeling.save_checkpoint(tensors, str(tmp_path / "pretrain" / "model.ckpt-1000"))
+    init = checkpoints.save_tensors(tensors, str(tmp_path / "pretrain" / "model.ckpt-1000"))
     rows = read_lines(shared_data("lcqmc_small/train.txt"))[:40]
     (tmp_path / "train.txt").write_text("\n".join(rows) + "\n", encoding="utf-8")
     output_dir = tmp_path / "out"
@@ -224,7 +225,7 @@ def test_initialises_from_a_pretraining_checkpoint_of_either_style(tmp_path, sty
             "--learning_rate=0",
         ]
     )
-    finetuned = modeling.read_checkpoint_tensors(output_dir)
+    finetuned = checkpoints.read_tensors(output_dir)
     for name, value in tensors.items():
         if name.startswith("bert/") and "/lamb_" not in name:
             np.testing.assert_array_equal(finetuned[name], value, err_msg=name)
@@ -281,7 +282,7 @@ def test_user_mistakes_are_one_line_errors(tmp_path):
         run(base + ["--do_eval", "--max_seq_length=256"])
     with pytest.raises(errors.AlbertError, match="no classifier head"):
         init = modeling.AlbertModel(modeling.AlbertConfig.from_json_file(config_file))
-        prefix = modeling.save_checkpoint(
+        prefix = checkpoints.save_tensors(
             {n: v.numpy() for n, v in init.named_variables().items()}, str(tmp_path / "enc")
         )
         run(

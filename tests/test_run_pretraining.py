@@ -34,12 +34,23 @@ def data(tmp_path_factory):
 
 def command(data, output_dir, *extra):
     input_glob, config = data
-    return [sys.executable, str(REPO_ROOT / "run_pretraining.py"),
-            f"--bert_config_file={config}", f"--input_file={input_glob}",
-            f"--output_dir={output_dir}", "--do_train", f"--max_seq_length={L}",
-            f"--max_predictions_per_seq={P}", "--train_batch_size=16", "--learning_rate=1e-3",
-            "--num_warmup_steps=2", "--iterations_per_loop=2", "--save_checkpoints_steps=4",
-            "--optimizer=lamb", *extra]
+    return [
+        sys.executable,
+        str(REPO_ROOT / "run_pretraining.py"),
+        f"--bert_config_file={config}",
+        f"--input_file={input_glob}",
+        f"--output_dir={output_dir}",
+        "--do_train",
+        f"--max_seq_length={L}",
+        f"--max_predictions_per_seq={P}",
+        "--train_batch_size=16",
+        "--learning_rate=1e-3",
+        "--num_warmup_steps=2",
+        "--iterations_per_loop=2",
+        "--save_checkpoints_steps=4",
+        "--optimizer=lamb",
+        *extra,
+    ]
 
 
 def final_tensors(output_dir):
@@ -49,11 +60,20 @@ def final_tensors(output_dir):
 
 def test_kill_minus_9_then_resume_equals_uninterrupted_run(data, tmp_path):
     steps = "--num_train_steps=40"
-    reference = subprocess.Popen(command(data, tmp_path / "reference", steps), env=ENV,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    reference = subprocess.Popen(
+        command(data, tmp_path / "reference", steps),
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     killed_dir = tmp_path / "killed"
-    victim = subprocess.Popen(command(data, killed_dir, steps), env=ENV,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    victim = subprocess.Popen(
+        command(data, killed_dir, steps),
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 240
     # The `checkpoint` state file appears once the first checkpoint is complete (an .index
     # alone may belong to a save that is still in progress); kill at some point after that.
@@ -66,8 +86,9 @@ def test_kill_minus_9_then_resume_equals_uninterrupted_run(data, tmp_path):
     # a later save that was cut off half-way must never be picked up
     (killed_dir / "model.ckpt-44.index").write_bytes(b"\x00half")
 
-    resumed = subprocess.run(command(data, killed_dir, steps), env=ENV, capture_output=True,
-                             text=True, timeout=300)
+    resumed = subprocess.run(
+        command(data, killed_dir, steps), env=ENV, capture_output=True, text=True, timeout=300
+    )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resumed from" in resumed.stderr
     assert reference.wait(timeout=300) == 0, reference.stderr.read()[-2000:]
@@ -76,7 +97,7 @@ def test_kill_minus_9_then_resume_equals_uninterrupted_run(data, tmp_path):
     ours, theirs = final_tensors(killed_dir), final_tensors(tmp_path / "reference")
     assert int(ours["global_step"]) == int(theirs["global_step"]) == 40
     assert set(ours) == set(theirs)
-    assert any(n.endswith("/adam_m") for n in ours)          # google LAMB slot names
+    assert any(n.endswith("/adam_m") for n in ours)  # google LAMB slot names
     assert pf.max_abs_difference(ours, theirs, theirs) < 1e-5
 
 
@@ -91,11 +112,23 @@ def test_two_workers_multi_worker_mirrored_agree(data, tmp_path):
     procs = []
     for index in range(2):
         tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
-        procs.append(subprocess.Popen(
-            command(data, tmp_path / "out", "--num_train_steps=6", "--strategy=multi_worker",
-                    "--do_eval", "--eval_batch_size=16", "--max_eval_steps=3"),
-            env=dict(ENV, TF_CONFIG=json.dumps(tf_config)), stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE, text=True))
+        procs.append(
+            subprocess.Popen(
+                command(
+                    data,
+                    tmp_path / "out",
+                    "--num_train_steps=6",
+                    "--strategy=multi_worker",
+                    "--do_eval",
+                    "--eval_batch_size=16",
+                    "--max_eval_steps=3",
+                ),
+                env=dict(ENV, TF_CONFIG=json.dumps(tf_config)),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     logs = []
     try:
         for proc in procs:
@@ -106,8 +139,12 @@ def test_two_workers_multi_worker_mirrored_agree(data, tmp_path):
         for p in procs:
             if p.poll() is None:
                 p.kill()
-    fingerprints = [line.split("weights fingerprint ")[1] for log in logs
-                    for line in log.splitlines() if "weights fingerprint" in line]
+    fingerprints = [
+        line.split("weights fingerprint ")[1]
+        for log in logs
+        for line in log.splitlines()
+        if "weights fingerprint" in line
+    ]
     assert len(fingerprints) == 2 and fingerprints[0] == fingerprints[1]
     assert "at step 6" in fingerprints[0]
     assert "Strategy with 2 replica(s)" in logs[0]
@@ -118,7 +155,7 @@ def test_two_workers_multi_worker_mirrored_agree(data, tmp_path):
 
 
 def run_in_process(argv):
-    if "bert_config_file" not in flags.FLAGS:   # flags are defined only when run as a script
+    if "bert_config_file" not in flags.FLAGS:  # flags are defined only when run as a script
         run_pretraining.define_flags()
     flags.FLAGS.unparse_flags()
     flags.FLAGS(["run_pretraining.py", *argv])
@@ -130,66 +167,113 @@ def run_in_process(argv):
 
 def test_train_then_eval_only_run_and_flag_errors(data, tmp_path):
     input_glob, config = data
-    base = [f"--bert_config_file={config}", f"--input_file={input_glob}",
-            f"--output_dir={tmp_path}", f"--max_seq_length={L}",
-            f"--max_predictions_per_seq={P}"]
-    run_in_process([*base, "--do_train", "--num_train_steps=3", "--iterations_per_loop=3",
-                    "--optimizer=adamw"])
-    run_in_process([*base, "--do_eval", "--eval_batch_size=32", "--max_eval_steps=2",
-                    "--optimizer=adamw"])
-    results = dict(line.split(" = ") for line in
-                   (tmp_path / "eval_results.txt").read_text().splitlines()[1:])
-    assert set(results) == {"masked_lm_accuracy", "masked_lm_loss", "sentence_order_accuracy",
-                            "sentence_order_loss", "loss", "global_step"}
+    base = [
+        f"--bert_config_file={config}",
+        f"--input_file={input_glob}",
+        f"--output_dir={tmp_path}",
+        f"--max_seq_length={L}",
+        f"--max_predictions_per_seq={P}",
+    ]
+    run_in_process(
+        [*base, "--do_train", "--num_train_steps=3", "--iterations_per_loop=3", "--optimizer=adamw"]
+    )
+    run_in_process(
+        [*base, "--do_eval", "--eval_batch_size=32", "--max_eval_steps=2", "--optimizer=adamw"]
+    )
+    results = dict(
+        line.split(" = ") for line in (tmp_path / "eval_results.txt").read_text().splitlines()[1:]
+    )
+    assert set(results) == {
+        "masked_lm_accuracy",
+        "masked_lm_loss",
+        "sentence_order_accuracy",
+        "sentence_order_loss",
+        "loss",
+        "global_step",
+    }
     assert results["global_step"] == "3"
-    assert np.isclose(float(results["loss"]), float(results["masked_lm_loss"])
-                      + float(results["sentence_order_loss"]))
+    assert np.isclose(
+        float(results["loss"]),
+        float(results["masked_lm_loss"]) + float(results["sentence_order_loss"]),
+    )
     # output_dir is self-contained like a released zip: its config rebuilds the same model
     saved = json.loads((tmp_path / "albert_config.json").read_text())
     assert json.loads(open(config).read()).items() <= saved.items()
 
-    with pytest.raises(AlbertError, match=r"masked_lm_positions. has length 5 .*--max_predictions_per_seq=5"):
+    with pytest.raises(
+        AlbertError, match=r"masked_lm_positions. has length 5 .*--max_predictions_per_seq=5"
+    ):
         run_in_process([*base[:-1], "--max_predictions_per_seq=20", "--do_train"])
     with pytest.raises(AlbertError, match="--input_file: no file matches"):
-        run_in_process([*base[:1], f"--input_file={tmp_path}/nothing-*.tfrecord", *base[2:],
-                        "--do_train"])
-    stray = tmp_path / "train.tfrecord.summary.json"      # a glob can match such a file
+        run_in_process(
+            [*base[:1], f"--input_file={tmp_path}/nothing-*.tfrecord", *base[2:], "--do_train"]
+        )
+    stray = tmp_path / "train.tfrecord.summary.json"  # a glob can match such a file
     stray.write_text('{"instances": 3}')
     with pytest.raises(AlbertError, match="summary.json is not a readable TFRecord"):
-        run_in_process([*base[:1], f"--input_file={input_glob},{stray}", *base[2:],
-                        "--do_train"])
+        run_in_process([*base[:1], f"--input_file={input_glob},{stray}", *base[2:], "--do_train"])
     # a file whose first record is fine but which breaks off later (a copy cut short)
     first_file = sorted(glob.glob(input_glob))[0]
     damaged = tmp_path / "damaged.tfrecord"
     damaged.write_bytes(open(first_file, "rb").read()[:-200] + b"\x07" * 100)
     with pytest.raises(AlbertError, match="corrupt input data at step 0 .*damaged or truncated"):
-        run_in_process([*base[:1], f"--input_file={damaged}",
-                        f"--output_dir={tmp_path / 'damaged'}", *base[3:], "--do_train",
-                        "--num_train_steps=200", "--iterations_per_loop=200",
-                        "--train_batch_size=64"])
+        run_in_process(
+            [
+                *base[:1],
+                f"--input_file={damaged}",
+                f"--output_dir={tmp_path / 'damaged'}",
+                *base[3:],
+                "--do_train",
+                "--num_train_steps=200",
+                "--iterations_per_loop=200",
+                "--train_batch_size=64",
+            ]
+        )
     with pytest.raises(AlbertError, match="cannot resume .* --optimizer"):
-        run_in_process([*base, "--do_train", "--num_train_steps=4", "--optimizer=lamb",
-                        "--style=brightmart"])
+        run_in_process(
+            [*base, "--do_train", "--num_train_steps=4", "--optimizer=lamb", "--style=brightmart"]
+        )
 
 
 def test_eval_every_checkpoint_and_the_plot(data, tmp_path):
     input_glob, config = data
-    run_in_process([f"--bert_config_file={config}", f"--input_file={input_glob}",
-                    f"--output_dir={tmp_path}", f"--max_seq_length={L}",
-                    f"--max_predictions_per_seq={P}", "--do_train", "--do_eval",
-                    "--num_train_steps=4", "--iterations_per_loop=1",
-                    "--save_checkpoints_steps=2", "--eval_batch_size=16", "--max_eval_steps=2"])
-    evaluations = [json.loads(line) for line in
-                   (tmp_path / "eval_log.jsonl").read_text().splitlines()]
-    assert [e["global_step"] for e in evaluations] == [2, 4]   # the final step only once
+    run_in_process(
+        [
+            f"--bert_config_file={config}",
+            f"--input_file={input_glob}",
+            f"--output_dir={tmp_path}",
+            f"--max_seq_length={L}",
+            f"--max_predictions_per_seq={P}",
+            "--do_train",
+            "--do_eval",
+            "--num_train_steps=4",
+            "--iterations_per_loop=1",
+            "--save_checkpoints_steps=2",
+            "--eval_batch_size=16",
+            "--max_eval_steps=2",
+        ]
+    )
+    evaluations = [
+        json.loads(line) for line in (tmp_path / "eval_log.jsonl").read_text().splitlines()
+    ]
+    assert [e["global_step"] for e in evaluations] == [2, 4]  # the final step only once
     assert "global_step = 4" in (tmp_path / "eval_results.txt").read_text()
 
     with open(tmp_path / "train_log.jsonl", "a") as f:
-        f.write('{"step": 5, "lo')          # a run killed mid-write leaves a torn line
+        f.write('{"step": 5, "lo')  # a run killed mid-write leaves a torn line
     png = tmp_path / "curve.png"
     result = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "plot_pretraining.py"), f"--output_dir={tmp_path}",
-         f"--png={png}"], capture_output=True, text=True, env=ENV, timeout=120)
+        [
+            sys.executable,
+            str(REPO_ROOT / "plot_pretraining.py"),
+            f"--output_dir={tmp_path}",
+            f"--png={png}",
+        ],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "4 points, last step 4" in result.stdout
     assert png.read_bytes().startswith(b"\x89PNG")

@@ -8,7 +8,7 @@ Reference implementations (both from HF transformers 5.x, independent of our cod
     the hand-picked hard strings and for the pair truncation rule.
 Both default to `max_input_chars_per_word=100`; the original BERT (and ours) uses 200, so the
 references are set to 200. Known, deliberate differences from both references, which follow
-the original BERT code instead (docs §6): HF drops every Unicode "C*" character (private use,
+the original BERT code instead (docs/formats.md#tokenization): HF drops every Unicode "C*" character (private use,
 unassigned, surrogates) where BERT drops only Cc/Cf, and HF keeps "[CLS]"-like text as one
 special token where BERT splits it as punctuation + word.
 """
@@ -22,6 +22,7 @@ from transformers.utils import logging as hf_logging
 
 import errors
 import tokenization
+from tests import word_spans_oracle
 from tests.conftest import shared_data
 
 hf_logging.set_verbosity_error()
@@ -256,7 +257,7 @@ def test_jieba_spans_follow_jieba_words_of_any_length(tokenizer):
     words = jieba.lcut(text)
     assert "中华人民共和国" in words  # jieba 0.42.1 keeps it as one 7-character word
     tokens = tokenizer.tokenize(text)
-    spans = tokenization.jieba_word_spans(tokens)
+    spans = word_spans_oracle.jieba_word_spans(tokens)
     _assert_exact_cover(tokens, spans)
     assert _span_texts(tokens, spans) == words
     assert (0, 7) in spans
@@ -265,7 +266,7 @@ def test_jieba_spans_follow_jieba_words_of_any_length(tokenizer):
 def test_jieba_spans_english_pieces_and_specials(tokenizer):
     tokens = ["[CLS]"] + tokenizer.tokenize("我爱unaffable北京") + ["[SEP]", "[MASK]", "##s"]
     assert tokens[3:7] == ["u", "##na", "##ff", "##able"]
-    spans = tokenization.jieba_word_spans(tokens)
+    spans = word_spans_oracle.jieba_word_spans(tokens)
     _assert_exact_cover(tokens, spans)
     assert (3, 7) in spans  # the English word pieces form one word
     for special_index in (0, 9, 10):  # [CLS], [SEP], [MASK] stand alone ...
@@ -277,11 +278,11 @@ def test_jieba_spans_english_pieces_and_specials(tokenizer):
 def test_jieba_spans_unknown_tokens_and_lowercased_text(tokenizer):
     tokens = tokenizer.tokenize("我😀爱北京 CAFÉ Ünïcode 自然语言处理")
     assert "[UNK]" in tokens
-    spans = tokenization.jieba_word_spans(tokens)
+    spans = word_spans_oracle.jieba_word_spans(tokens)
     _assert_exact_cover(tokens, spans)
     assert (1, 2) in spans  # [UNK] alone
     assert _span_texts(tokens, spans)[-2:] == ["自然语言", "处理"]
-    assert tokenization.jieba_word_spans([]) == []
+    assert word_spans_oracle.jieba_word_spans([]) == []
 
 
 def test_jieba_spans_cover_real_pairs(tokenizer):
@@ -291,7 +292,7 @@ def test_jieba_spans_cover_real_pairs(tokenizer):
         text_a, text_b, _ = line.split("\t")
         tokens = ["[CLS]"] + tokenizer.tokenize(text_a) + ["[SEP]"]
         tokens += tokenizer.tokenize(text_b) + ["[SEP]"]
-        spans = tokenization.jieba_word_spans(tokens)
+        spans = word_spans_oracle.jieba_word_spans(tokens)
         _assert_exact_cover(tokens, spans)
         jieba_words = set(jieba.lcut(text_a.lower())) | set(jieba.lcut(text_b.lower()))
         for (start, end), span_text in zip(spans, _span_texts(tokens, spans), strict=True):
@@ -306,5 +307,5 @@ def test_jieba_spans_cover_real_pairs(tokenizer):
 def test_jieba_spans_fall_back_to_single_characters_if_jieba_misaligns(monkeypatch):
     monkeypatch.setitem(tokenization._segmenters, "jieba", lambda text: ["完全不同的文本"])
     tokens = ["[CLS]", "中", "国", "hel", "##lo", "[SEP]"]
-    spans = tokenization.jieba_word_spans(tokens, segmenter="jieba")
+    spans = word_spans_oracle.jieba_word_spans(tokens, segmenter="jieba")
     assert spans == [(0, 1), (1, 2), (2, 3), (3, 5), (5, 6)]

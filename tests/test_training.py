@@ -9,13 +9,13 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-import modeling
+import checkpoints
+import pretraining_data
 import training
 from errors import AlbertError
 from tests import pretraining_fixtures as pf
@@ -28,8 +28,9 @@ L, P, BATCH = 32, 5, 16
 def records(tmp_path_factory):
     directory = tmp_path_factory.mktemp("records")
     sentences = pf.read_sentences(shared_data("corpus_sample/news_zh_1.txt"))
-    examples = pf.make_examples(sentences, shared_data("vocab.txt"), 192, L, P,
-                                token_boundary=True)   # Google's extra feature must be ignored
+    examples = pf.make_examples(
+        sentences, shared_data("vocab.txt"), 192, L, P, token_boundary=True
+    )  # Google's extra feature must be ignored
     files = pf.write_tfrecords([directory / "a.tfrecord", directory / "b.tfrecord"], examples)
     return files, pf.write_config(directory / "config.json")
 
@@ -41,6 +42,10 @@ def one_device():
 def first_batch(files):
     dataset = pf.dataset_fn_for(files, BATCH, L, P)(None)
     return next(iter(dataset))
+
+
+def step_losses(trainer):
+    return [loss for record in trainer.history for loss in record["step_losses"]]
 
 
 def weights(trainer):
@@ -55,13 +60,19 @@ def test_loss_fn_matches_modeling_losses_and_numpy_accuracy(records):
     weights_fn = trainer.loss_weights_fn(batch)
     ours = sum(float(loss_sums[t]) / (float(weights_fn[t]) + 1e-5) for t in loss_sums)
 
-    out = trainer.model(batch["input_ids"], batch["input_mask"], batch["segment_ids"],
-                        batch["masked_lm_positions"])
-    mlm, _ = modeling.masked_lm_loss(out["masked_lm_log_probs"], batch["masked_lm_ids"],
-                                     batch["masked_lm_weights"])
-    sop, _ = modeling.sentence_order_loss(out["sentence_order_logits"],
-                                          batch["next_sentence_labels"])
-    np.testing.assert_allclose(ours, float(mlm) + float(sop), rtol=1e-5)
+    out = trainer.model(
+        batch["input_ids"], batch["input_mask"], batch["segment_ids"], batch["masked_lm_positions"]
+    )
+    # NumPy oracle: the originals' weighted MLM mean (sum(w) + 1e-5) plus the mean SOP CE
+    log_probs = out["masked_lm_log_probs"].numpy()
+    ids, w = batch["masked_lm_ids"].numpy(), batch["masked_lm_weights"].numpy()
+    picked = -np.take_along_axis(log_probs, ids[..., None], -1)[..., 0]
+    mlm = (picked * w).sum() / (w.sum() + 1e-5)
+    logits = out["sentence_order_logits"].numpy().astype(np.float64)
+    sop_log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    labels = batch["next_sentence_labels"].numpy().reshape(-1)
+    sop = -np.mean(sop_log_probs[np.arange(len(labels)), labels])
+    np.testing.assert_allclose(ours, mlm + sop, rtol=1e-5)
 
     log_probs = out["masked_lm_log_probs"].numpy()
     w = batch["masked_lm_weights"].numpy()
@@ -75,18 +86,26 @@ def test_loss_goes_down_on_real_corpus(tmp_path):
     examples = pf.make_examples(sentences, shared_data("vocab.txt"), 640, 64, 10, seed=3)
     files = pf.write_tfrecords([tmp_path / "train.tfrecord"], examples)
     config = pf.write_config(tmp_path / "config.json")
-    trainer = pf.build_trainer(one_device(), config, str(tmp_path / "out"), 60,
-                               learning_rate=3e-3)
-    trainer.train(pf.dataset_fn_for(files, 32, 64, 10), 60, 32, iterations_per_loop=20,
-                  save_checkpoints_steps=0)
-    losses = trainer.step_losses
+    trainer = pf.build_trainer(one_device(), config, str(tmp_path / "out"), 60, learning_rate=3e-3)
+    trainer.train(
+        pf.dataset_fn_for(files, 32, 64, 10),
+        60,
+        32,
+        iterations_per_loop=20,
+        save_checkpoints_steps=0,
+    )
+    losses = step_losses(trainer)
     first, last = np.mean(losses[:5]), np.mean(losses[-5:])
-    assert last < first - 2.0, (first, last)   # ln(21128)+ln 2 = 10.6 at the start
+    assert last < first - 2.0, (first, last)  # ln(21128)+ln 2 = 10.6 at the start
     # the loop wrote a JSON log and TensorBoard events for the curve
     log = [json.loads(line) for line in open(tmp_path / "out" / "train_log.jsonl")]
     assert [r["step"] for r in log] == [20, 40, 60]
-    assert {"masked_lm_accuracy", "sentence_order_accuracy", "learning_rate",
-            "examples_per_second"} <= set(log[0])
+    assert {
+        "masked_lm_accuracy",
+        "sentence_order_accuracy",
+        "learning_rate",
+        "examples_per_second",
+    } <= set(log[0])
     assert any(f.startswith("events.out.tfevents") for f in os.listdir(tmp_path / "out"))
 
 
@@ -94,23 +113,37 @@ def test_checkpoints_names_pruning_atomic_state_and_exact_restore(records, tmp_p
     files, config = records
     out = str(tmp_path / "out")
     trainer = pf.build_trainer(one_device(), config, out, 6, keep_checkpoint_max=2)
-    trainer.train(pf.dataset_fn_for(files, BATCH, L, P), 6, BATCH, iterations_per_loop=2,
-                  save_checkpoints_steps=2)
+    trainer.train(
+        pf.dataset_fn_for(files, BATCH, L, P),
+        6,
+        BATCH,
+        iterations_per_loop=2,
+        save_checkpoints_steps=2,
+    )
     assert sorted(f for f in os.listdir(out) if f.endswith(".index")) == [
-        "model.ckpt-4.index", "model.ckpt-6.index"]          # model.ckpt-2 pruned
+        "model.ckpt-4.index",
+        "model.ckpt-6.index",
+    ]  # model.ckpt-2 pruned
     stored = pf.read_tensors(os.path.join(out, "model.ckpt-6"))
     assert int(stored["global_step"]) == 6
     for name in trainer.model.named_variables():
         assert name in stored and f"{name}/adam_m" in stored and f"{name}/adam_v" in stored
-    extra = [n for n in stored if not (n in trainer.model.named_variables() or n == "global_step"
-                                       or n.endswith(("/adam_m", "/adam_v")))]
+    extra = [
+        n
+        for n in stored
+        if not (
+            n in trainer.model.named_variables()
+            or n == "global_step"
+            or n.endswith(("/adam_m", "/adam_v"))
+        )
+    ]
     # extra state stays out of the export tools' way (HF skips "global_step" names)
     assert extra and all(n.startswith("training_state/global_step/") for n in extra)
 
     # A later save that died half-way: files exist, but the state file never pointed at them.
     with open(os.path.join(out, "model.ckpt-8.index"), "wb") as f:
         f.write(b"\x00garbage")
-    assert training.latest_checkpoint(out) == os.path.join(out, "model.ckpt-6")
+    assert checkpoints.latest_checkpoint(out) == os.path.join(out, "model.ckpt-6")
 
     fresh = pf.build_trainer(one_device(), config, out, 6, seed=99)
     assert fresh.restore_or_initialize() == 6
@@ -119,7 +152,7 @@ def test_checkpoints_names_pruning_atomic_state_and_exact_restore(records, tmp_p
         np.testing.assert_array_equal(slot.numpy(), stored[name])
     assert int(fresh.optimizer.iterations.numpy()) == 6
 
-    # A released-style checkpoint (ours, read by modeling.load_checkpoint) starts a new run.
+    # A released-style checkpoint (ours, read by checkpoints.load_checkpoint) starts a new run.
     other = pf.build_trainer(one_device(), config, str(tmp_path / "new"), 6, seed=5)
     other.restore_or_initialize(os.path.join(out, "model.ckpt-6"))
     assert other.global_step == 0
@@ -129,13 +162,20 @@ def test_checkpoints_names_pruning_atomic_state_and_exact_restore(records, tmp_p
 def test_eval_results_file(records, tmp_path):
     files, config = records
     trainer = pf.build_trainer(one_device(), config, str(tmp_path), 2)
-    eval_fn = pf.dataset_fn_for(files, 24, L, P, is_training=False)   # 192 = 8 batches
+    eval_fn = pf.dataset_fn_for(files, 24, L, P, is_training=False)  # 192 = 8 batches
     results = trainer.evaluate(eval_fn, max_steps=100)
-    assert set(results) == {"masked_lm_accuracy", "masked_lm_loss", "sentence_order_accuracy",
-                            "sentence_order_loss", "loss", "global_step"}
+    assert set(results) == {
+        "masked_lm_accuracy",
+        "masked_lm_loss",
+        "sentence_order_accuracy",
+        "sentence_order_loss",
+        "loss",
+        "global_step",
+    }
     assert results["loss"] == pytest.approx(
-        results["masked_lm_loss"] + results["sentence_order_loss"])
-    assert abs(results["masked_lm_loss"] - np.log(21128)) < 0.5   # untrained: about uniform
+        results["masked_lm_loss"] + results["sentence_order_loss"]
+    )
+    assert abs(results["masked_lm_loss"] - np.log(21128)) < 0.5  # untrained: about uniform
     path = tmp_path / "eval_results.txt"
     training.write_eval_results(str(path), results)
     assert "masked_lm_accuracy = " in path.read_text()
@@ -143,8 +183,9 @@ def test_eval_results_file(records, tmp_path):
 
 def test_fp16_overflow_skips_the_step_and_halves_the_scale(records):
     files, config = records
-    trainer = pf.build_trainer(one_device(), config, None, 1, precision="fp16",
-                               init_loss_scale=1e38)
+    trainer = pf.build_trainer(
+        one_device(), config, None, 1, precision="fp16", init_loss_scale=1e38
+    )
     before = weights(trainer)
     trainer.train(pf.dataset_fn_for(files, BATCH, L, P), 1, BATCH, save_checkpoints_steps=0)
     assert float(trainer.loss_scale.numpy()) == pytest.approx(5e37)
@@ -158,19 +199,20 @@ def test_bf16_trains_close_to_fp32(records):
     for precision in ("fp32", "bf16"):
         trainer = pf.build_trainer(one_device(), config, None, 2, precision=precision)
         trainer.train(pf.dataset_fn_for(files, BATCH, L, P), 2, BATCH, save_checkpoints_steps=0)
-        losses[precision] = trainer.step_losses
+        losses[precision] = step_losses(trainer)
     np.testing.assert_allclose(losses["bf16"], losses["fp32"], rtol=2e-2)
 
 
 def test_schema_errors_name_the_flag(records, tmp_path):
     files, _ = records
-    spec = training.pretraining_feature_spec(L, 20)
+    spec = pretraining_data.pretraining_feature_spec(L, 20)
     with pytest.raises(AlbertError, match=r"masked_lm_positions.*length 5.*--max_predictions"):
-        training.check_tfrecord_schema(files[0], spec, {"masked_lm_positions":
-                                                        "max_predictions_per_seq"})
+        pretraining_data.check_tfrecord_schema(
+            files[0], spec, {"masked_lm_positions": "max_predictions_per_seq"}
+        )
     with pytest.raises(AlbertError, match="no file matches"):
-        training.expand_input_files(f"{files[0]},{tmp_path}/missing-*.tfrecord")
-    assert training.expand_input_files(f"{os.path.dirname(files[0])}/*.tfrecord") == files
+        pretraining_data.expand_input_files(f"{files[0]},{tmp_path}/missing-*.tfrecord")
+    assert pretraining_data.expand_input_files(f"{os.path.dirname(files[0])}/*.tfrecord") == files
 
 
 def test_stream_resumes_at_any_step_and_pipelines_are_disjoint(records):
@@ -182,13 +224,13 @@ def test_stream_resumes_at_any_step_and_pipelines_are_disjoint(records):
         return [tuple(row) for b in stream for row in b["input_ids"].numpy()]
 
     two_workers = [tf.distribute.InputContext(2, pipeline, 2) for pipeline in (0, 1)]
-    assert ids(two_workers[0]) == ids(two_workers[0])       # one deterministic stream
+    assert ids(two_workers[0]) == ids(two_workers[0])  # one deterministic stream
     # step s of a run (re)started at step 2 reads what step s of an uninterrupted run read:
     # 2 steps x 1 replica x 4 examples per worker, 2 x 2 x 4 when one pipeline feeds 2 replicas
-    assert ids(two_workers[0], start_step=2, batches=10) == ids(two_workers[0])[2 * 4:]
+    assert ids(two_workers[0], start_step=2, batches=10) == ids(two_workers[0])[2 * 4 :]
     two_replicas = tf.distribute.InputContext(1, 0, 2)
-    assert ids(two_replicas, start_step=2, batches=8) == ids(two_replicas)[2 * 2 * 4:]
-    assert not set(ids(two_workers[0])) & set(ids(two_workers[1]))   # one file per worker
+    assert ids(two_replicas, start_step=2, batches=8) == ids(two_replicas)[2 * 2 * 4 :]
+    assert not set(ids(two_workers[0])) & set(ids(two_workers[1]))  # one file per worker
 
 
 def test_checkpoint_interval_does_not_change_what_is_read(records, tmp_path):
@@ -197,8 +239,13 @@ def test_checkpoint_interval_does_not_change_what_is_read(records, tmp_path):
     final = {}
     for every in (0, 2):
         trainer = pf.build_trainer(one_device(), config, str(tmp_path / f"every{every}"), 6)
-        trainer.train(pf.dataset_fn_for(files, BATCH, L, P), 6, BATCH, iterations_per_loop=2,
-                      save_checkpoints_steps=every)
+        trainer.train(
+            pf.dataset_fn_for(files, BATCH, L, P),
+            6,
+            BATCH,
+            iterations_per_loop=2,
+            save_checkpoints_steps=every,
+        )
         final[every] = weights(trainer)
     assert pf.max_abs_difference(final[0], final[2], final[0]) < 1e-6
 
@@ -219,7 +266,7 @@ def test_consecutive_train_calls_go_on_with_one_iterator(records, tmp_path):
     per_epoch = pf.build_trainer(one_device(), config, None, 6)
     for end in (2, 4, 6):
         per_epoch.train(dataset_fn, end, BATCH, iterations_per_loop=2)
-    assert per_epoch.step_losses == one_call.step_losses
+    assert step_losses(per_epoch) == step_losses(one_call)
     assert starts == [0]  # built once, never rebuilt
     assert pf.max_abs_difference(weights(per_epoch), weights(one_call), weights(one_call)) == 0
 
@@ -232,49 +279,30 @@ def test_consecutive_train_calls_go_on_with_one_iterator(records, tmp_path):
     assert starts == [5]
 
 
-MIRRORED_SCRIPT = textwrap.dedent("""
-    import json, sys
-    import numpy as np
-    import tensorflow as tf
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    sys.path.insert(0, sys.argv[1])
-    import training
-    from tests import pretraining_fixtures as pf
-    files, config, out = sys.argv[2].split(","), sys.argv[3], sys.argv[4]
-    runs = {"one_device": ("one_device", 1, False), "mirrored": ("mirrored", 1, False),
-            "mirrored_accumulate_2": ("mirrored", 2, False),
-            "one_device_accumulate_4": ("one_device", 4, False),
-            "one_device_xla": ("one_device", 1, True)}
-    result = {}
-    for name, (kind, k, xla) in runs.items():
-        strategy = training.create_strategy(kind)
-        trainer = pf.build_trainer(strategy, config, None, 4, gradient_accumulation_steps=k,
-                                   use_xla=xla)
-        trainer.train(pf.dataset_fn_for(files, 16, 32, 5), 4, 16, iterations_per_loop=2,
-                      save_checkpoints_steps=0)
-        result[name] = {"losses": trainer.step_losses,
-                        "replicas": strategy.num_replicas_in_sync}
-        np.savez(f"{out}/{name}.npz", **{n.replace("/", "|"): v.numpy()
-                                         for n, v in trainer.model.named_variables().items()})
-    print("RESULT " + json.dumps(result))
-""")
-
-
 def test_mirrored_accumulation_and_xla_match_one_device(records, tmp_path):
     files, config = records
     proc = subprocess.run(
-        [sys.executable, "-c", MIRRORED_SCRIPT, str(REPO_ROOT), ",".join(files), config,
-         str(tmp_path)], capture_output=True, text=True, timeout=300,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+        [
+            sys.executable,
+            str(REPO_ROOT / "tests" / "mirrored_training_run.py"),
+            str(REPO_ROOT),
+            ",".join(files),
+            config,
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.split("RESULT ", 1)[1])
     assert result["mirrored"]["replicas"] == 2 and result["one_device"]["replicas"] == 1
     reference = np.load(tmp_path / "one_device.npz")
     # same global batch: 2 replicas, k micro-batches and XLA change nothing but rounding
-    for name in ("mirrored", "mirrored_accumulate_2", "one_device_accumulate_4",
-                 "one_device_xla"):
-        np.testing.assert_allclose(result[name]["losses"], result["one_device"]["losses"],
-                                   rtol=1e-5, err_msg=name)
+    for name in ("mirrored", "mirrored_accumulate_2", "one_device_accumulate_4", "one_device_xla"):
+        np.testing.assert_allclose(
+            result[name]["losses"], result["one_device"]["losses"], rtol=1e-5, err_msg=name
+        )
         other = np.load(tmp_path / f"{name}.npz")
         assert pf.max_abs_difference(other, reference, reference.files) < 2e-5, name

@@ -1,0 +1,162 @@
+"""Batched prediction, shared by run_classifier.py --do_eval/--do_predict, similarity.py and the
+exporters' self-checks.
+
+* `Predictor`: a loaded model (a tf.function traced once for [None, None] inputs) or a TFLite
+  file run by LiteRT, with one call: a padded batch dict in, a dict of NumPy outputs out.
+* `predict`: every example of a `classifier_data.Features`, in length-sorted batches padded by
+  the same TensorFlow pipeline that training reads (`classifier_data.make_dataset`), outputs
+  put back in the examples' order.
+* `load_classifier`: a fine-tuned classifier from a model directory or checkpoint.
+"""
+
+import os
+import time
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+import checkpoints
+import classifier_data
+import modeling
+from errors import AlbertError
+
+INPUT_NAMES = ("input_ids", "input_mask", "segment_ids")
+TFLITE_SIGNATURE = "serving_default"
+
+
+class Predictor:
+    """A TensorFlow model as a function: padded int32 batch -> {name: NumPy array}.
+
+    `outputs(model, input_ids, input_mask, segment_ids)` returns the named outputs; the
+    default turns a classifier's logits into `probabilities`.
+    """
+
+    fixed_length = None  # TFLite files may have a static sequence length
+
+    def __init__(self, model, outputs=None):
+        self.model = model
+        outputs = outputs or classifier_probabilities
+        spec = tf.TensorSpec([None, None], tf.int32)
+
+        @tf.function(input_signature=[spec, spec, spec])
+        def run(input_ids, input_mask, segment_ids):
+            return outputs(model, input_ids, input_mask, segment_ids)
+
+        self._run = run
+
+    def __call__(self, batch):
+        outputs = self._run(*(tf.convert_to_tensor(batch[name]) for name in INPUT_NAMES))
+        return {name: value.numpy() for name, value in outputs.items()}
+
+
+def classifier_probabilities(model, input_ids, input_mask, segment_ids):
+    """A classifier's softmax over its labels, the `probabilities` of every export."""
+    logits = model(input_ids, input_mask, segment_ids, training=False)
+    return {"probabilities": tf.nn.softmax(logits, axis=-1)}
+
+
+class TflitePredictor:
+    """A .tflite file (export_tflite.py) run by LiteRT, called like `Predictor`.
+
+    Inputs are matched by name (`input_ids` or e.g. `serving_default_input_ids:0`); a file
+    with a static batch of 1 is called row by row.
+    """
+
+    def __init__(self, path, num_threads=None):
+        from ai_edge_litert.interpreter import Interpreter
+
+        if not os.path.isfile(path):
+            raise AlbertError(f"TFLite file not found: {path}")
+        try:
+            interpreter = Interpreter(model_path=os.fspath(path), num_threads=num_threads)
+        except ValueError as e:
+            raise AlbertError(f"{path}: not a readable TFLite model ({e})") from None
+        signatures = interpreter.get_signature_list()
+        if not signatures:
+            raise AlbertError(f"{path} has no signature; export it with export_tflite.py")
+        key = TFLITE_SIGNATURE if TFLITE_SIGNATURE in signatures else next(iter(signatures))
+        self.path = path
+        self.runner = interpreter.get_signature_runner(key)
+        details = self.runner.get_input_details()
+        self.input_names = {want: self._match(details, want) for want in INPUT_NAMES}
+        shape = details[self.input_names["input_ids"]]["shape_signature"]
+        self.fixed_batch = int(shape[0]) if shape[0] > 0 else None
+        self.fixed_length = int(shape[1]) if shape[1] > 0 else None
+        self.dtypes = {want: details[name]["dtype"] for want, name in self.input_names.items()}
+
+    def _match(self, details, want):
+        for name in details:
+            if name == want or name.split(":")[0].endswith(want):
+                return name
+        raise AlbertError(
+            f"{self.path}: no input named {want} (inputs: {', '.join(details)}); "
+            "export it with export_tflite.py"
+        )
+
+    def __call__(self, batch):
+        rows = len(batch["input_ids"])
+        step = self.fixed_batch or rows
+        parts = []
+        for start in range(0, rows, step):
+            inputs = {
+                name: np.asarray(batch[want][start : start + step]).astype(self.dtypes[want])
+                for want, name in self.input_names.items()
+            }
+            parts.append(self.runner(**inputs))
+        return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+
+
+def predict(predictor, features, batch_size, max_seq_length, fixed_length=False):
+    """{output name: array [N, ...]} for every example of `features`, in their order.
+
+    Batches are formed from examples of similar length (fewer padded positions), padded as
+    in training, and mapped back by index. A predictor with a static sequence length gets
+    batches of exactly that length.
+    """
+    if predictor.fixed_length:
+        fixed_length, max_seq_length = True, predictor.fixed_length
+    batches = classifier_data.make_batches(features.lengths, batch_size, shuffle=False)
+    dataset = classifier_data.make_dataset(features, batches, max_seq_length, fixed_length)
+    results = {}
+    start = time.time()
+    for indices, batch in zip(batches, dataset, strict=True):
+        for name, value in predictor(batch).items():
+            if name not in results:
+                results[name] = np.zeros((len(features),) + value.shape[1:], value.dtype)
+            results[name][indices] = value
+    elapsed = max(time.time() - start, 1e-9)
+    logging.info(
+        "predicted %d examples in %.1fs (%.0f examples/s)",
+        len(features),
+        elapsed,
+        len(features) / elapsed,
+    )
+    return results
+
+
+def load_classifier(ckpt_path, config_file, num_labels=None, style=None):
+    """A fine-tuned AlbertForClassification and the prefix it was loaded from.
+
+    `ckpt_path` may be a run_classifier.py output directory (its best, else latest
+    checkpoint) or a checkpoint prefix; the classifier head must be in it.
+    """
+    config = modeling.AlbertConfig.from_json_file(config_file)
+    path = checkpoints.resolve_checkpoint_path(ckpt_path)
+    heads = checkpoints.checkpoint_heads(path)
+    if not heads.num_labels:
+        raise AlbertError(
+            f"{path} has no classifier head (output_weights): it is not a fine-tuned "
+            "classifier; fine-tune it with run_classifier.py first"
+        )
+    if num_labels is not None and heads.num_labels != num_labels:
+        raise AlbertError(
+            f"{path} has {heads.num_labels} classes but {num_labels} labels were expected"
+        )
+    style = checkpoints.resolve_style(config, path, style)
+    model = modeling.AlbertForClassification(
+        config, heads.num_labels, style=style, classifier_dropout=0.0
+    )
+    checkpoints.load_checkpoint(model, path, allow_missing=("cls/",))
+    logging.info("classifier: %s (%s style, %d classes)", path, style, heads.num_labels)
+    return model, path
