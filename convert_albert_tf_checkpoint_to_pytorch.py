@@ -354,7 +354,7 @@ def convert(config, checkpoint_path, output_dir, style=None, vocab_file=None, do
         raise AlbertError("--tf_checkpoint_path is required (the albert_model.ckpt prefix).")
     if vocab_file:
         check_vocab_size(vocab_file, config.vocab_size)  # before the slow part
-    style = modeling.resolve_style(config, init_checkpoint=checkpoint_path, style_flag=style)
+    style = checkpoints.resolve_style(config, init_checkpoint=checkpoint_path, style_flag=style)
     if style == "brightmart" and config.ln_type == "preln":
         raise AlbertError(_PRELN_MESSAGE)
     style, weights, has_heads, num_labels = read_checkpoint_weights(config, checkpoint_path, style)

@@ -8,6 +8,7 @@ import math
 import os
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 
@@ -321,20 +322,25 @@ def numpy_brightmart_pretraining(w, config, ids, mask, segments, positions):
 
 def run_clis(argv_lists):
     """Run several CLI invocations concurrently (each pays the TF import); return
-    (exit code, stdout, stderr) of each."""
+    (exit code, stdout, stderr) of each. Output goes to files, not pipes: a child that writes
+    more than a pipe holds would block while we wait for it."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    processes = [
-        subprocess.Popen(
-            [sys.executable, *argv],
-            cwd=REPO_ROOT,
-            env=env,
-            text=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+    runs = []
+    for argv in argv_lists:
+        out, err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
+        process = subprocess.Popen(
+            [sys.executable, *argv], cwd=REPO_ROOT, env=env, text=True, stdout=out, stderr=err
         )
-        for argv in argv_lists
-    ]
-    return [(p.wait(timeout=300), p.stdout.read(), p.stderr.read()) for p in processes]
+        runs.append((process, out, err))
+    results = []
+    for process, out, err in runs:
+        code = process.wait(timeout=300)
+        out.seek(0)
+        err.seek(0)
+        results.append((code, out.read(), err.read()))
+        out.close()
+        err.close()
+    return results
 
 
 def assert_one_line_error(result, *fragments):

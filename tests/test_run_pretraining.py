@@ -60,11 +60,12 @@ def final_tensors(output_dir):
 
 def test_kill_minus_9_then_resume_equals_uninterrupted_run(data, tmp_path):
     steps = "--num_train_steps=40"
+    reference_log = tmp_path / "reference.log"  # a file, not a pipe: nothing can fill up
     reference = subprocess.Popen(
         command(data, tmp_path / "reference", steps),
         env=ENV,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=open(reference_log, "w"),
         text=True,
     )
     killed_dir = tmp_path / "killed"
@@ -91,7 +92,7 @@ def test_kill_minus_9_then_resume_equals_uninterrupted_run(data, tmp_path):
     )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resumed from" in resumed.stderr
-    assert reference.wait(timeout=300) == 0, reference.stderr.read()[-2000:]
+    assert reference.wait(timeout=300) == 0, reference_log.read_text()[-2000:]
     assert not finished_early, "the run finished before the kill; nothing was tested"
 
     ours, theirs = final_tensors(killed_dir), final_tensors(tmp_path / "reference")
@@ -109,8 +110,9 @@ def free_port():
 
 def test_two_workers_multi_worker_mirrored_agree(data, tmp_path):
     workers = [f"localhost:{free_port()}", f"localhost:{free_port()}"]
-    procs = []
+    procs, log_files = [], []
     for index in range(2):
+        log_files.append(tmp_path / f"worker{index}.log")
         tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
         procs.append(
             subprocess.Popen(
@@ -125,14 +127,15 @@ def test_two_workers_multi_worker_mirrored_agree(data, tmp_path):
                 ),
                 env=dict(ENV, TF_CONFIG=json.dumps(tf_config)),
                 stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
+                stderr=open(log_files[-1], "w"),  # files: a full pipe would stall the workers
                 text=True,
             )
         )
     logs = []
     try:
-        for proc in procs:
-            _, err = proc.communicate(timeout=300)
+        for proc, log_file in zip(procs, log_files, strict=True):
+            proc.wait(timeout=300)
+            err = log_file.read_text()
             assert proc.returncode == 0, err[-3000:]
             logs.append(err)
     finally:  # only a failed or hung worker leaves the other one running
