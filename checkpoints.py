@@ -299,25 +299,53 @@ def _mismatch_message(path, model, stored, missing, unexpected, misshaped):
 class Heads:
     """The heads stored in a checkpoint besides the encoder."""
 
-    pretraining: bool  # cls/predictions + cls/seq_relationship (a pretrained model)
+    masked_lm: bool  # cls/predictions (a pretrained model, or an HF AlbertForMaskedLM)
+    sentence_order: bool  # cls/seq_relationship
     num_labels: int | None  # root output_weights: a fine-tuned classifier
+
+    @property
+    def pretraining(self):
+        """Both pretraining heads, as run_pretraining.py and the released models have them."""
+        return self.masked_lm and self.sentence_order
 
 
 def checkpoint_heads(ckpt_path):
     names = checkpoint_variable_names(ckpt_path)
     num_labels = names["output_weights"][0] if "output_weights" in names else None
-    return Heads("cls/predictions/output_bias" in names, num_labels)
+    return Heads(
+        masked_lm="cls/predictions/output_bias" in names,
+        sentence_order="cls/seq_relationship/output_weights" in names,
+        num_labels=num_labels,
+    )
 
 
 @dataclasses.dataclass
 class Models:
-    """An encoder and the loaded heads of one checkpoint; every head shares `encoder`."""
+    """An encoder and the loaded heads of one checkpoint; every head shares `encoder`.
+
+    `pretraining` is built when the checkpoint has either pretraining head; `heads` says
+    which ones it really holds (a head it lacks keeps its initial values).
+    """
 
     path: str
     style: str
+    heads: Heads
     encoder: modeling.AlbertModel
     pretraining: modeling.AlbertForPretraining | None = None
     classifier: modeling.AlbertForClassification | None = None
+
+    def named_variables(self):
+        """Every loaded variable once, by original name (the absent heads left out)."""
+        named = dict(self.encoder.named_variables())
+        for model in (self.pretraining, self.classifier):
+            if model is not None:
+                named.update(model.named_variables())
+        absent = [p for p, there in _pretraining_prefixes(self.heads) if not there]
+        return {n: v for n, v in named.items() if not n.startswith(tuple(absent))}
+
+
+def _pretraining_prefixes(heads):
+    return (("cls/predictions/", heads.masked_lm), ("cls/seq_relationship/", heads.sentence_order))
 
 
 def build_models(config, ckpt_path, style=None):
@@ -330,16 +358,16 @@ def build_models(config, ckpt_path, style=None):
     style = resolve_style(config, path, style)
     heads = checkpoint_heads(path)
     encoder = modeling.AlbertModel(config, style=style)
-    models = Models(path, style, encoder)
-    if heads.pretraining:
+    models = Models(path, style, heads, encoder)
+    absent = tuple(prefix for prefix, there in _pretraining_prefixes(heads) if not there)
+    if heads.masked_lm or heads.sentence_order:
         models.pretraining = modeling.AlbertForPretraining(config, style=style, encoder=encoder)
+        load_checkpoint(models.pretraining, path, allow_missing=absent)
     if heads.num_labels:
         models.classifier = modeling.AlbertForClassification(
             config, heads.num_labels, style=style, classifier_dropout=0.0, encoder=encoder
         )
-    for model in (models.pretraining, models.classifier):
-        if model is not None:
-            load_checkpoint(model, path, allow_missing=())
+        load_checkpoint(models.classifier, path, allow_missing=())
     if models.pretraining is None and models.classifier is None:
         load_checkpoint(encoder, path, allow_missing=())
     logging.info("loaded %s (%s style)", path, style)

@@ -51,7 +51,8 @@ class AlbertExportModule(tf.Module):
     def __init__(self, config, models):
         super().__init__(name="albert_export")
         self.encoder = models.encoder
-        self.pretraining = models.pretraining
+        # The pretraining signature needs both heads (an HF AlbertForMaskedLM has one).
+        self.pretraining = models.pretraining if models.heads.pretraining else None
         self.classifier = models.classifier
         self.style = models.style
         self.config_json = tf.Variable(

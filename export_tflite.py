@@ -101,7 +101,7 @@ def define_flags():
 
 def build_model(config, init_checkpoint, head, style=None):
     """The loaded model for `head`; AlbertError if the checkpoint lacks that head's weights."""
-    heads = checkpoints.checkpoint_heads(checkpoints.resolve_checkpoint_path(init_checkpoint))
+    heads = checkpoints.checkpoint_heads(init_checkpoint)
     if head == "classifier" and not heads.num_labels:
         raise AlbertError(
             f"checkpoint {init_checkpoint} has no classifier head (output_weights): pass a "

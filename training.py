@@ -246,8 +246,10 @@ def check_training_flags(fv):
             raise AlbertError(f"--{name} must be positive, got {fv[name].value}")
     if fv.save_checkpoints_steps < 0 or fv.keep_checkpoint_max < 0:
         raise AlbertError("--save_checkpoints_steps and --keep_checkpoint_max must be >= 0")
-    if not fv.learning_rate > 0:
+    if not fv.learning_rate >= 0:  # also catches nan
         raise AlbertError(f"--learning_rate must be positive, got {fv.learning_rate}")
+    if fv.learning_rate == 0 and fv.do_train:
+        logging.warning("--learning_rate=0: training will not change the weights")
     if fv.precision == "fp16" and not tf.config.list_physical_devices("GPU"):
         logging.warning("--precision=fp16 without a GPU is slow; bf16 is the CPU/TPU choice")
 

@@ -239,7 +239,9 @@ def test_variable_names_and_shapes_match_the_released_checkpoints(config_name, e
     assert shapes == expected
     params = sum(int(np.prod(s)) for n, s in shapes.items() if not n.startswith("cls/"))
     if config.style == "brightmart":
-        assert 4.1e6 < params < 4.25e6  # docs/formats.md#brightmart-style: tiny has 4.18M parameters without heads
+        assert (
+            4.1e6 < params < 4.25e6
+        )  # docs/formats.md#brightmart-style: tiny has 4.18M parameters without heads
 
 
 def test_google_groups_and_inner_groups():

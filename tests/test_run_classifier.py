@@ -132,8 +132,10 @@ def test_checkpoints_keep_the_original_names(finetuned):
     best = checkpoints.checkpoint_variable_names(finetuned / "model.ckpt-best")
     assert best["output_weights"] == [2, 192] and best["output_bias"] == [2]
     assert "bert/embeddings/word_embeddings_2" in best and "global_step" in best
-    latest = checkpoints.checkpoint_variable_names(finetuned)  # the `checkpoint` file's latest
-    assert "output_weights/adam_m" in latest  # step checkpoints can resume training
+    # A model directory means its best checkpoint; step checkpoints can resume training.
+    assert checkpoints.resolve_checkpoint_path(finetuned) == str(finetuned / "model.ckpt-best")
+    latest = checkpoints.checkpoint_variable_names(checkpoints.latest_checkpoint(finetuned))
+    assert "output_weights/adam_m" in latest
     info = json.loads((finetuned / "model_info.json").read_text())
     assert info["labels"] == ["0", "1"] and info["max_seq_length"] == 64
     assert (finetuned / "vocab.txt").exists() and (finetuned / info["config_file"]).exists()
