@@ -730,3 +730,322 @@ class AlbertForClassification(_ModelWithHeads):
             pooled = layer_norm(pooled, w["loss/LayerNorm/gamma"], w["loss/LayerNorm/beta"])
         pooled = dropout(pooled, self.classifier_dropout, training)
         return tf.matmul(pooled, w["output_weights"], transpose_b=True) + w["output_bias"]
+
+
+# ----------------------------------------------------------------------------------------------
+# Linear-chain CRF and the token-classification model (NER).
+# ----------------------------------------------------------------------------------------------
+#
+# Shapes: emissions [B, T, K] (K tags), tags [B, T], a mask [B, T] (or lengths [B]),
+# transitions [K, K] (transitions[i, j] scores tag j following tag i), start/end [K]. The score of
+# a tag sequence y over the unmasked positions t1 < t2 < ... < tn is
+#   start[y1] + sum_i emissions[ti, yi] + sum_i transitions[y(i-1), yi] + end[yn].
+# The mask need not be a prefix: masked positions are skipped, so the first tokens of the label
+# units (ner_data's label_mask) form the chain directly. All CRF math is float32 (emissions are
+# cast), and the loops are tf.scan, so everything runs inside tf.function(jit_compile=True).
+
+# Score given to forbidden transitions by `crf_constrain`: no path using one can beat an allowed
+# path (all-O is always allowed), and it is finite, so logsumexp never sees -inf - -inf = NaN.
+CRF_FORBIDDEN_SCORE = -1e9
+
+
+def _crf_mask(emissions, lengths_or_mask):
+    """[B] lengths or [B, T] 0/1 mask -> [B, T] bool mask."""
+    lengths_or_mask = tf.convert_to_tensor(lengths_or_mask)
+    if lengths_or_mask.shape.rank == 1:
+        return tf.sequence_mask(lengths_or_mask, tf.shape(emissions)[1])
+    return tf.cast(lengths_or_mask, tf.bool)
+
+
+def _crf_float32(emissions, transitions, start_transitions, end_transitions):
+    """Cast to float32; missing start/end transitions are zeros (torchcrf always has them)."""
+    num_tags = tf.shape(transitions)[-1]
+    start = tf.zeros([num_tags]) if start_transitions is None else start_transitions
+    end = tf.zeros([num_tags]) if end_transitions is None else end_transitions
+    # convert_to_tensor reads a variable once here: XLA cannot gather from a resource variable
+    # (ResourceGatherNd) inside the scan.
+    values = (emissions, transitions, start, end)
+    return [tf.cast(tf.convert_to_tensor(x), tf.float32) for x in values]
+
+
+def _time_major(x):
+    """[B, T, ...] -> [T, B, ...], the layout tf.scan iterates over."""
+    rank = x.shape.rank
+    return tf.transpose(x, [1, 0] + list(range(2, rank)))
+
+
+def crf_sequence_score(
+    emissions, tags, lengths_or_mask, transitions, start_transitions=None, end_transitions=None
+):
+    """[B] unnormalized score of the given tag sequences (0 for a fully masked row).
+
+    Vectorized: the tags of the unmasked positions are packed to the left first, so that
+    neighbours in `packed` are exactly the pairs the transitions score.
+    """
+    emissions, transitions, start, end = _crf_float32(
+        emissions, transitions, start_transitions, end_transitions
+    )
+    mask = tf.cast(_crf_mask(emissions, lengths_or_mask), tf.int32)
+    tags = tf.cast(tags, tf.int32)
+    batch, length = tf.shape(tags)[0], tf.shape(tags)[1]
+    emitted = tf.gather(emissions, tags, batch_dims=2) * tf.cast(mask, tf.float32)
+
+    # packed[b, k] = the tag of the k-th unmasked position of row b; masked positions are
+    # scattered into an extra column that is then cut off.
+    rank = tf.cumsum(mask, axis=1) - 1
+    column = tf.where(mask > 0, rank, length)
+    rows = tf.broadcast_to(tf.range(batch)[:, tf.newaxis], [batch, length])
+    packed = tf.tensor_scatter_nd_add(
+        tf.zeros([batch, length + 1], tf.int32), tf.stack([rows, column], -1), tags
+    )[:, :length]
+    counts = tf.reduce_sum(mask, axis=1)
+
+    pairs = tf.stack([packed[:, :-1], packed[:, 1:]], -1)
+    paired = tf.range(1, length)[tf.newaxis] < counts[:, tf.newaxis]
+    transition = tf.gather_nd(transitions, pairs) * tf.cast(paired, tf.float32)
+    last = tf.gather(packed, tf.maximum(counts - 1, 0), batch_dims=1)
+    boundary = tf.where(counts > 0, tf.gather(start, packed[:, 0]) + tf.gather(end, last), 0.0)
+    return tf.reduce_sum(emitted, 1) + tf.reduce_sum(transition, 1) + boundary
+
+
+def crf_log_partition(
+    emissions, lengths_or_mask, transitions, start_transitions=None, end_transitions=None
+):
+    """[B] log of the sum of exp(score) over all tag sequences: the forward algorithm.
+
+    alpha[j] = log-sum of the scores of all paths ending in tag j so far; a masked position
+    leaves alpha unchanged. A fully masked row has log partition 0 (one empty path).
+    """
+    emissions, transitions, start, end = _crf_float32(
+        emissions, transitions, start_transitions, end_transitions
+    )
+    mask = _crf_mask(emissions, lengths_or_mask)
+    batch, num_tags = tf.shape(emissions)[0], tf.shape(emissions)[2]
+
+    def step(carry, inputs):
+        alpha, seen = carry
+        emission, on = inputs
+        # [B, from, 1] + [from, to] -> log-sum over `from`
+        following = tf.reduce_logsumexp(alpha[:, :, tf.newaxis] + transitions, axis=1)
+        new_alpha = tf.where(seen[:, tf.newaxis], following, start) + emission
+        return tf.where(on[:, tf.newaxis], new_alpha, alpha), seen | on
+
+    initial = (tf.zeros([batch, num_tags]), tf.zeros([batch], tf.bool))
+    alphas, seen = tf.scan(step, (_time_major(emissions), _time_major(mask)), initial)
+    return tf.where(seen[-1], tf.reduce_logsumexp(alphas[-1] + end, axis=1), 0.0)
+
+
+def crf_log_likelihood(
+    emissions, tags, lengths_or_mask, transitions, start_transitions=None, end_transitions=None
+):
+    """[B] log p(tags | emissions) = sequence score - log partition (float32)."""
+    args = (transitions, start_transitions, end_transitions)
+    return crf_sequence_score(emissions, tags, lengths_or_mask, *args) - crf_log_partition(
+        emissions, lengths_or_mask, *args
+    )
+
+
+def crf_decode(
+    emissions, lengths_or_mask, transitions, start_transitions=None, end_transitions=None
+):
+    """Viterbi: the best tag sequence -> (tags [B, T] int32, 0 at masked positions; score [B]).
+
+    delta[j] = best score of a path ending in tag j; backpointers[t, b, j] = the tag before j on
+    that path (the identity at masked positions, so backtracking walks through them).
+    """
+    emissions, transitions, start, end = _crf_float32(
+        emissions, transitions, start_transitions, end_transitions
+    )
+    mask = _crf_mask(emissions, lengths_or_mask)
+    batch, num_tags = tf.shape(emissions)[0], tf.shape(emissions)[2]
+    identity = tf.broadcast_to(tf.range(num_tags), [batch, num_tags])
+
+    def step(carry, inputs):
+        delta, seen, _ = carry
+        emission, on = inputs
+        candidates = delta[:, :, tf.newaxis] + transitions  # [B, from, to]
+        best_previous = tf.argmax(candidates, axis=1, output_type=tf.int32)
+        new_delta = tf.where(seen[:, tf.newaxis], tf.reduce_max(candidates, axis=1), start)
+        new_delta += emission
+        linked = (seen & on)[:, tf.newaxis]
+        return (
+            tf.where(on[:, tf.newaxis], new_delta, delta),
+            seen | on,
+            tf.where(linked, best_previous, identity),
+        )
+
+    initial = (tf.zeros([batch, num_tags]), tf.zeros([batch], tf.bool), identity)
+    deltas, seen, backpointers = tf.scan(step, (_time_major(emissions), _time_major(mask)), initial)
+    final = deltas[-1] + end
+    last_tag = tf.argmax(final, axis=1, output_type=tf.int32)
+    # Walk back: the tag at t-1 is backpointers[t][tag at t], for t = T-1 .. 1.
+    earlier = tf.scan(
+        lambda tag, pointers: tf.gather(pointers, tag, batch_dims=1),
+        backpointers[1:],
+        last_tag,
+        reverse=True,
+    )
+    tags = tf.transpose(tf.concat([earlier, last_tag[tf.newaxis]], 0))
+    best_score = tf.where(seen[-1], tf.reduce_max(final, axis=1), 0.0)
+    return tags * tf.cast(mask, tf.int32), best_score
+
+
+def crf_allowed_transitions(tag_names, scheme="BIO"):
+    """What a tag scheme allows -> (allowed [K, K], allowed_start [K], allowed_end [K]) bools.
+
+    allowed[i, j]: tag j may follow tag i. BIO: I-X only after B-X or I-X (no I-X after O or
+    B-Y). BIOES / BMES (M for I): I-X and E-X only after B-X or I-X; O, B-*, S-* only after O,
+    E-* or S-*; a sequence starts with O, B-* or S-* and ends with O, E-* or S-*.
+    """
+    scheme = scheme.upper()
+    if scheme not in ("BIO", "BIOES", "BMES"):
+        raise AlbertError(f"unknown tag scheme {scheme!r}: use BIO, BIOES or BMES")
+    inside = "M" if scheme == "BMES" else "I"
+    valid_prefixes = ("B", "I") if scheme == "BIO" else ("B", inside, "E", "S")
+    parsed = []
+    for name in tag_names:
+        prefix, _, entity_type = name.partition("-")
+        if name != "O" and (prefix not in valid_prefixes or not entity_type):
+            raise AlbertError(
+                f"tag {name!r} is not a {scheme} tag (O or {'/'.join(valid_prefixes)}-<type>)"
+            )
+        parsed.append((prefix, entity_type))
+
+    def opens_entity(prefix):  # B/I(M) leave an entity that only I(M)/E may continue
+        return scheme != "BIO" and prefix in ("B", inside)
+
+    def may_follow(previous, current):
+        if current[0] in (inside, "E"):
+            return previous[0] in ("B", inside) and previous[1] == current[1]
+        return not opens_entity(previous[0])
+
+    allowed = [[may_follow(p, c) for c in parsed] for p in parsed]
+    allowed_start = [prefix not in (inside, "E") for prefix, _ in parsed]
+    allowed_end = [not opens_entity(prefix) for prefix, _ in parsed]
+    return (
+        tf.constant(allowed, tf.bool, [len(parsed), len(parsed)]),
+        tf.constant(allowed_start, tf.bool, [len(parsed)]),
+        tf.constant(allowed_end, tf.bool, [len(parsed)]),
+    )
+
+
+def crf_constrain(
+    transitions, start_transitions, end_transitions, allowed, allowed_start, allowed_end
+):
+    """Replace the scores of forbidden transitions by CRF_FORBIDDEN_SCORE (for decoding)."""
+    _, transitions, start, end = _crf_float32(
+        tf.zeros([0]), transitions, start_transitions, end_transitions
+    )
+    return (
+        tf.where(allowed, transitions, CRF_FORBIDDEN_SCORE),
+        tf.where(allowed_start, start, CRF_FORBIDDEN_SCORE),
+        tf.where(allowed_end, end, CRF_FORBIDDEN_SCORE),
+    )
+
+
+class AlbertForTokenClassification(_ModelWithHeads):
+    """Encoder + a per-token tagger: dropout(sequence_output) @ output_weights^T + output_bias,
+    optionally followed by a linear-chain CRF (`use_crf`).
+
+    Head variables mirror AlbertForClassification's (`output_weights` [K, H], `output_bias` [K];
+    `loss/LayerNorm` first for brightmart pre-LN models); the CRF adds `output_transitions`
+    [K, K], `output_start_transitions` [K] and `output_end_transitions` [K], zero-initialized.
+    All head names start with "output_" or "loss/", so a pretrained checkpoint without them
+    loads with load_checkpoint's default allow_missing.
+
+    `allowed_transitions` (from `crf_allowed_transitions`) constrains `decode` to sequences the
+    tag scheme allows; without a CRF it then runs Viterbi over the per-token log-probabilities.
+    """
+
+    def __init__(
+        self,
+        config,
+        num_labels,
+        style=None,
+        classifier_dropout=0.1,
+        use_crf=False,
+        allowed_transitions=None,
+        seed=None,
+        name="albert_token_classifier",
+    ):
+        super().__init__(config, style, seed, name)
+        make, H = self._heads, config.hidden_size
+        self.num_labels = num_labels
+        self.classifier_dropout = classifier_dropout
+        self.use_crf = use_crf
+        self.allowed_transitions = allowed_transitions
+        if self.style == "brightmart" and config.ln_type == "preln":
+            make.ones("loss/LayerNorm/gamma", [H])
+            make.zeros("loss/LayerNorm/beta", [H])
+        make.normal("output_weights", [num_labels, H])
+        make.zeros("output_bias", [num_labels])
+        if use_crf:
+            make.zeros("output_transitions", [num_labels, num_labels])
+            make.zeros("output_start_transitions", [num_labels])
+            make.zeros("output_end_transitions", [num_labels])
+        self.head_weights = self._heads.variables
+
+    def __call__(self, input_ids, input_mask=None, segment_ids=None, training=False):
+        """[B, S] inputs -> [B, S, K] float32 logits (the CRF emissions)."""
+        sequence = self.encoder(input_ids, input_mask, segment_ids, training=training)[
+            "sequence_output"
+        ]
+        return self.logits_from_sequence(sequence, training)
+
+    def logits_from_sequence(self, sequence_output, training=False):
+        w = self.head_weights
+        hidden = tf.cast(sequence_output, tf.float32)
+        if "loss/LayerNorm/gamma" in w:
+            hidden = layer_norm(hidden, w["loss/LayerNorm/gamma"], w["loss/LayerNorm/beta"])
+        hidden = dropout(hidden, self.classifier_dropout, training)
+        logits = (
+            tf.matmul(
+                tf.reshape(hidden, [-1, self.config.hidden_size]),
+                w["output_weights"],
+                transpose_b=True,
+            )
+            + w["output_bias"]
+        )
+        return tf.reshape(logits, tf.concat([tf.shape(hidden)[:-1], [self.num_labels]], 0))
+
+    def crf_parameters(self):
+        """(transitions, start, end); zeros without a CRF (decoding then scores tokens alone)."""
+        if self.use_crf:
+            w = self.head_weights
+            return (
+                w["output_transitions"],
+                w["output_start_transitions"],
+                w["output_end_transitions"],
+            )
+        zeros = tf.zeros([self.num_labels])
+        return tf.zeros([self.num_labels, self.num_labels]), zeros, zeros
+
+    def loss(self, logits, label_ids, label_mask):
+        """Scalar training loss over the label_mask positions.
+
+        CRF: the negative log-likelihood per sequence, averaged over the sequences that have a
+        label. Otherwise: token cross-entropy averaged over the labelled tokens.
+        """
+        mask = tf.cast(label_mask, tf.float32)
+        label_ids = tf.cast(label_ids, tf.int32)
+        if self.use_crf:
+            log_likelihood = crf_log_likelihood(
+                logits, label_ids, label_mask, *self.crf_parameters()
+            )
+            labelled = tf.cast(tf.reduce_any(label_mask > 0, axis=1), tf.float32)
+            return -tf.reduce_sum(log_likelihood * labelled) / tf.maximum(
+                tf.reduce_sum(labelled), 1.0
+            )
+        per_token = tf.nn.sparse_softmax_cross_entropy_with_logits(label_ids, logits)
+        return tf.reduce_sum(per_token * mask) / tf.maximum(tf.reduce_sum(mask), 1.0)
+
+    def decode(self, logits, label_mask):
+        """[B, S] predicted tag ids at the label_mask positions (0 elsewhere)."""
+        mask = tf.cast(label_mask, tf.int32)
+        if not self.use_crf and self.allowed_transitions is None:
+            return tf.argmax(logits, axis=-1, output_type=tf.int32) * mask
+        emissions = logits if self.use_crf else tf.nn.log_softmax(logits, axis=-1)
+        parameters = self.crf_parameters()
+        if self.allowed_transitions is not None:
+            parameters = crf_constrain(*parameters, *self.allowed_transitions)
+        return crf_decode(emissions, mask, *parameters)[0]

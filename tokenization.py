@@ -79,21 +79,21 @@ def whitespace_tokenize(text):
     return text.split() if text else []
 
 
-def _is_whitespace(char):
+def is_whitespace(char):
     """Space, tab, newline, carriage return and Unicode space separators (Zs)."""
     if char in (" ", "\t", "\n", "\r"):
         return True
     return unicodedata.category(char) == "Zs"
 
 
-def _is_control(char):
+def is_control(char):
     """Control and format characters (Cc, Cf); tab/newline/CR count as whitespace instead."""
     if char in ("\t", "\n", "\r"):
         return False
     return unicodedata.category(char) in ("Cc", "Cf")
 
 
-def _is_punctuation(char):
+def is_punctuation(char):
     """All non-alphanumeric ASCII (e.g. "$", "^", "`") plus every Unicode P* character."""
     cp = ord(char)
     if 33 <= cp <= 47 or 58 <= cp <= 64 or 91 <= cp <= 96 or 123 <= cp <= 126:
@@ -266,7 +266,7 @@ class BasicTokenizer:
         pieces = []
         start_new_piece = True
         for char in text:
-            if _is_punctuation(char):
+            if is_punctuation(char):
                 pieces.append(char)
                 start_new_piece = True
             else:
@@ -291,9 +291,9 @@ class BasicTokenizer:
         output = []
         for char in text:
             cp = ord(char)
-            if cp == 0 or cp == 0xFFFD or _is_control(char):
+            if cp == 0 or cp == 0xFFFD or is_control(char):
                 continue
-            output.append(" " if _is_whitespace(char) else char)
+            output.append(" " if is_whitespace(char) else char)
         return "".join(output)
 
 
