@@ -35,7 +35,7 @@ SEP_TOKEN = "[SEP]"
 
 # CJK Unified Ideographs blocks (and compatibility ideographs) that BERT pads with spaces so
 # that every Chinese character becomes its own token. Hiragana, Katakana, Hangul are not here.
-_CJK_RANGES = (
+CJK_RANGES = (
     (0x4E00, 0x9FFF),
     (0x3400, 0x4DBF),
     (0x20000, 0x2A6DF),
@@ -99,7 +99,7 @@ def _is_punctuation(char):
 
 def _is_chinese_char(cp):
     """Whether code point `cp` is in one of BERT's CJK ideograph ranges."""
-    return any(low <= cp <= high for low, high in _CJK_RANGES)
+    return any(low <= cp <= high for low, high in CJK_RANGES)
 
 
 # ----------------------------------------------------------------------------- vocabulary
