@@ -67,7 +67,7 @@ _CASE_IGNORABLE = 1 << 5
 _NONSPACING_MARK = 1 << 6  # category Mn, dropped by _run_strip_accents
 _CCC_SHIFT = 8  # bits 8-15: canonical combining class, for the reordering step of NFD
 
-_CAPITAL_SIGMA, _SMALL_SIGMA, _FINAL_SIGMA = 0x3A3, 0x3C3, 0x3C2
+_CAPITAL_SIGMA, _FINAL_SIGMA = 0x3A3, 0x3C2
 
 
 class InGraphTokenizer(tf.Module):
@@ -164,8 +164,9 @@ class InGraphTokenizer(tf.Module):
         has_b = tf.strings.length(text_b) > 0
 
         # encode_pair pops the last token of the longer text (of text b on a tie) while the
-        # pair is too long. In closed form: next to a short text b, text a gets the rest of
-        # the budget; otherwise both get half of it, text a the odd token.
+        # pair is too long. In closed form: a text shorter than half the budget keeps all its
+        # tokens and the other text gets the rest; otherwise each gets half, text a the odd
+        # token. (tf_text.RoundRobinTrimmer does the same, but with one budget per batch.)
         budget = self.max_seq_length - tf.where(has_b, 3, 2)
         length_a = tf.cast(ids_a.row_lengths(), tf.int32)
         length_b = tf.cast(ids_b.row_lengths(), tf.int32)
