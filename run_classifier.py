@@ -416,20 +416,7 @@ def train(strategy, model, features, evaluate_dev):
             weight_decay_rate=FLAGS.weight_decay_rate,
         )
         optimizer.build(model.named_variables())
-    trainer = training.Trainer(
-        strategy,
-        model,
-        optimizer,
-        make_loss_fn(model),
-        FLAGS.output_dir,
-        precision=FLAGS.precision,
-        use_xla=FLAGS.use_xla,
-        gradient_accumulation_steps=FLAGS.gradient_accumulation_steps,
-        keep_checkpoint_max=FLAGS.keep_checkpoint_max,
-        overwrite_output_dir=FLAGS.overwrite_output_dir,
-    )
-    # Resumes from output_dir's newest readable checkpoint if any, else loads init_checkpoint.
-    trainer.restore_or_initialize(FLAGS.init_checkpoint)
+    trainer = training.trainer_from_flags(FLAGS, strategy, model, optimizer, make_loss_fn(model))
     warn_if_from_scratch(FLAGS.init_checkpoint, trainer.global_step > 0)
 
     logging.info(

@@ -218,20 +218,9 @@ def main(_):
         )
         optimizer.build(model.named_variables())
     loss_fn, loss_weights_fn = make_loss_fns(model)
-    trainer = training.Trainer(
-        strategy,
-        model,
-        optimizer,
-        loss_fn,
-        FLAGS.output_dir,
-        loss_weights_fn=loss_weights_fn,
-        precision=FLAGS.precision,
-        use_xla=FLAGS.use_xla,
-        gradient_accumulation_steps=FLAGS.gradient_accumulation_steps,
-        keep_checkpoint_max=FLAGS.keep_checkpoint_max,
-        overwrite_output_dir=FLAGS.overwrite_output_dir,
+    trainer = training.trainer_from_flags(
+        FLAGS, strategy, model, optimizer, loss_fn, loss_weights_fn=loss_weights_fn
     )
-    trainer.restore_or_initialize(FLAGS.init_checkpoint)
     if trainer.is_chief:
         # Like a released model zip, output_dir holds the config its checkpoints belong to
         # (run_classifier_lcqmc.sh and the export tools pick it up from there).

@@ -254,6 +254,26 @@ def check_training_flags(fv):
         logging.warning("--precision=fp16 without a GPU is slow; bf16 is the CPU/TPU choice")
 
 
+def trainer_from_flags(fv, strategy, model, optimizer, loss_fn, loss_weights_fn=None):
+    """A Trainer configured by the shared training flags, resumed from --output_dir's newest
+    readable checkpoint, else initialised from --init_checkpoint (if any)."""
+    trainer = Trainer(
+        strategy,
+        model,
+        optimizer,
+        loss_fn,
+        fv.output_dir,
+        loss_weights_fn=loss_weights_fn,
+        precision=fv.precision,
+        use_xla=fv.use_xla,
+        gradient_accumulation_steps=fv.gradient_accumulation_steps,
+        keep_checkpoint_max=fv.keep_checkpoint_max,
+        overwrite_output_dir=fv.overwrite_output_dir,
+    )
+    trainer.restore_or_initialize(fv.init_checkpoint)
+    return trainer
+
+
 def strategy_from_flags(fv):
     """create_strategy with the flags' values (call before any other TensorFlow op)."""
     strategy = create_strategy(fv.strategy, fv.use_tpu, fv.tpu_name, fv.tpu_zone, fv.gcp_project)

@@ -18,6 +18,7 @@ import checkpoints
 import export_tflite
 import modeling
 from errors import AlbertError
+from tests import conftest
 from tests.conftest import REPO_ROOT
 
 FP32_TOLERANCE = 1e-4
@@ -25,21 +26,7 @@ NUM_LABELS = 3
 
 
 def small_config(style):
-    values = dict(
-        vocab_size=200,
-        embedding_size=16,
-        hidden_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=128,
-        max_position_embeddings=40,
-        type_vocab_size=2,
-    )
-    values.update(ln_type="postln" if style == "brightmart" else None)
-    if style == "google":
-        values.pop("ln_type")
-        values.update(num_hidden_groups=1, inner_group_num=1)
-    return modeling.AlbertConfig.from_dict(values)
+    return conftest.small_config(style, vocab_size=200, hidden_size=64, intermediate_size=128)
 
 
 @pytest.fixture(scope="module", params=["google", "brightmart"])
