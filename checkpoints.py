@@ -119,8 +119,8 @@ def read_tensors(ckpt_path, expected=None, names=None):
         missing = [n for n in expected if n not in stored]
         if missing:
             raise AlbertError(
-                f"{path} lacks {len(missing)} variable(s), e.g. {missing[0]}: it was written by "
-                "another model or optimizer"
+                f"{path} lacks {len(missing)} variable(s), e.g. {missing[0]}: was it written "
+                "with another --optimizer or model?"
             )
         for name, shape in expected.items():
             if list(stored[name]) != list(shape):
@@ -417,17 +417,20 @@ def latest_checkpoint(output_dir):
     return None
 
 
-def readable_step_checkpoints(output_dir, expected):
+def readable_step_checkpoints(output_dir, expected, skipped=None):
     """Yield (prefix, values) of output_dir's step checkpoints, newest first, each read whole.
 
     A checkpoint that cannot be read completely (no `.index`, truncated or missing `.data`,
-    wrong variables) is skipped with a warning that names it and says why.
+    wrong variables) is skipped with a warning that names it and says why; the reasons are
+    appended to `skipped` when given.
     """
     for _, prefix in step_checkpoints(output_dir):
         try:
             values = read_tensors(prefix, expected=expected)
         except AlbertError as e:
-            logging.warning("skipping damaged checkpoint %s: %s", prefix, e)
+            logging.warning("skipping checkpoint %s: %s", prefix, e)
+            if skipped is not None:
+                skipped.append(str(e))
             continue
         yield prefix, values
 

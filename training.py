@@ -379,6 +379,7 @@ class Trainer:
             )
         self.keep_checkpoint_max = keep_checkpoint_max
         self.overwrite_output_dir = bool(overwrite_output_dir)
+        self._skipped_checkpoints = []  # why restore_latest passed over each damaged one
         self.is_chief = is_chief(strategy)
         self.global_step = 0  # steps run (host side; written as `global_step`)
         self.history = []  # one dict per host loop: step, loss, step_losses, examples/s, ...
@@ -553,7 +554,11 @@ class Trainer:
         extras = set(self._extra_state())
         required = {n: v.shape.as_list() for n, v in named.items() if n not in extras}
         required["global_step"] = []
-        for prefix, values in checkpoints.readable_step_checkpoints(self.output_dir, required):
+        self._skipped_checkpoints.clear()
+        readable = checkpoints.readable_step_checkpoints(
+            self.output_dir, required, skipped=self._skipped_checkpoints
+        )
+        for prefix, values in readable:
             stored = checkpoints.checkpoint_variable_names(prefix)
             extra_values = checkpoints.read_tensors(
                 prefix, names=[n for n in extras if n in stored]
@@ -586,10 +591,13 @@ class Trainer:
             return self.global_step
         if checkpoints.has_run_files(self.output_dir):
             if not self.overwrite_output_dir:
+                newest = (
+                    getattr(self, "_skipped_checkpoints", None) or ["no complete checkpoint"]
+                )[0]
                 raise AlbertError(
-                    f"{self.output_dir} holds checkpoint files of a run but none can be resumed "
-                    "(see the warnings above): pass --overwrite_output_dir to start over there, "
-                    "or use a new --output_dir"
+                    f"cannot resume from {self.output_dir}: it holds checkpoint files of a run but "
+                    f"none can be read whole (newest: {newest}); pass --overwrite_output_dir to "
+                    "start over there, or use a new --output_dir"
                 )
             if self.is_chief:
                 checkpoints.clear_run_files(self.output_dir)

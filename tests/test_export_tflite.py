@@ -192,7 +192,7 @@ def test_cli_too_long_sequence_exits_2_with_one_line(saved_model, tmp_path):
     )
     assert result.returncode == 2
     assert error_lines(result.stderr) == [
-        "error: --max_seq_length 41 exceeds max_position_embeddings 40 of the config: "
+        "error: --max_seq_length=41 exceeds max_position_embeddings=40 of the config: "
         "use --max_seq_length <= 40"
     ]
     assert "Traceback" not in result.stderr

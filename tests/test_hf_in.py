@@ -247,7 +247,7 @@ def test_outputs_match_hf_pytorch(hf_case, name):
     if "token_classification" in summary["heads"]:
         # Our token classifier (modeling.AlbertForTokenClassification, added separately) uses
         # the same output_weights [C,H] / output_bias [C] on every position.
-        head = modeling.read_checkpoint_tensors(case["out"], ["output_weights", "output_bias"])
+        head = checkpoints.read_tensors(case["out"], names=["output_weights", "output_bias"])
         sequence = our_encoded["sequence_output"].numpy()
         logits = sequence @ head["output_weights"].T + head["output_bias"]
         _close(hf_out.logits.numpy(), logits)
@@ -331,8 +331,8 @@ def round_trips(tmp_path_factory, vocab):
 @pytest.mark.parametrize("name", ["google_pretraining", "google_classifier"])
 def test_ours_to_hf_to_ours_is_bit_identical(round_trips, name):
     case = round_trips[name]
-    before = modeling.read_checkpoint_tensors(case["ckpt"])
-    after = modeling.read_checkpoint_tensors(case["back"])
+    before = checkpoints.read_tensors(case["ckpt"])
+    after = checkpoints.read_tensors(case["back"])
     assert sorted(after) == sorted(before)
     for variable, value in before.items():
         np.testing.assert_array_equal(after[variable], value, err_msg=variable)
@@ -507,8 +507,8 @@ def test_safetensors_need_no_torch_and_cli_errors_are_one_line(hf_case, tmp_path
     summary = json.loads(result[1].strip().splitlines()[0])
     assert summary["heads"] == ["sequence_classification"]
     assert summary["id2label"] == {str(i): label for i, label in LABELS.items()}
-    expected = modeling.read_checkpoint_tensors(hf_case("classifier_tiny_shards")["out"])
-    written = modeling.read_checkpoint_tensors(str(out))
+    expected = checkpoints.read_tensors(hf_case("classifier_tiny_shards")["out"])
+    written = checkpoints.read_tensors(str(out))
     assert sorted(written) == sorted(expected)
     for name, value in expected.items():
         np.testing.assert_array_equal(written[name], value, err_msg=name)
