@@ -5,7 +5,8 @@ The output directory loads with `transformers.AlbertModel.from_pretrained(DIR)`,
 `AlbertForMaskedLM` when it has only the masked-LM one) and
 `AlbertForSequenceClassification.from_pretrained(DIR)` (when it has a fine-tuned classifier,
 root `output_weights`/`output_bias`), and `AutoTokenizer.from_pretrained(DIR)` gives a
-BertTokenizer with the albert_zh vocab when --vocab_file is given.
+BertTokenizer with the albert_zh vocab when --vocab_file is given or the checkpoint is
+given as a directory that holds a vocab.txt (e.g. a run_classifier.py output).
 
 Both checkpoint styles are handled (the layout itself lives in hf_checkpoint.py):
   * google (albert_tiny_zh_google, Google's albert_*_zh): a direct rename, kernels transposed.
@@ -31,7 +32,6 @@ from absl import flags, logging
 import checkpoints
 import errors
 import hf_checkpoint
-import modeling
 import tokenization
 from errors import AlbertError
 
@@ -48,7 +48,9 @@ def define_flags():
     )
     flags.DEFINE_string("tf_checkpoint_path", None, "TF checkpoint prefix (.../albert_model.ckpt).")
     flags.DEFINE_string(
-        "vocab_file", None, "Optional vocab.txt; written with a BertTokenizer config."
+        "vocab_file",
+        None,
+        "vocab.txt written with a BertTokenizer config (default: the checkpoint directory's).",
     )
     flags.DEFINE_string("output_dir", None, "Directory for config.json, model.safetensors, ...")
     flags.DEFINE_bool("do_lower_case", True, "Written into the tokenizer config.")
@@ -128,18 +130,21 @@ def main(argv):
     del argv
     if FLAGS.tf_checkpoint_path and not FLAGS.init_checkpoint:
         FLAGS.init_checkpoint = FLAGS.tf_checkpoint_path
-    config_file = checkpoints.config_file_from_flags(FLAGS)
+    config = checkpoints.config_from_flags(FLAGS)
     if not FLAGS.output_dir:
         raise AlbertError("--output_dir is required.")
     _import_torch_stack()  # fail fast, before the slow TF work
-    config = modeling.AlbertConfig.from_json_file(config_file)
+    found = checkpoints.tokenizer_files(FLAGS.init_checkpoint)  # a model directory's copies
+    do_lower_case = FLAGS.do_lower_case
+    if found.do_lower_case is not None and not FLAGS["do_lower_case"].present:
+        do_lower_case = found.do_lower_case
     summary = convert(
         config,
         FLAGS.init_checkpoint,
         FLAGS.output_dir,
         style=FLAGS.style,
-        vocab_file=FLAGS.vocab_file,
-        do_lower_case=FLAGS.do_lower_case,
+        vocab_file=FLAGS.vocab_file or found.vocab_file,
+        do_lower_case=do_lower_case,
     )
     if summary["filled_unused_groups"]:
         logging.info(

@@ -10,6 +10,9 @@ The SavedModel has these signatures (all int32 inputs of shape [batch, seq], bot
         -> probabilities [batch, num_labels]
         (only when the checkpoint has a fine-tuned classifier: root `output_weights`/`output_bias`)
 
+--init_checkpoint may be a Hugging Face ALBERT directory; its config.json then replaces
+--albert_config_file.
+
 A sequence longer than max_position_embeddings makes the call fail with
 "sequence length exceeds max_position_embeddings N".
 
@@ -30,7 +33,6 @@ from absl import flags, logging
 import checkpoints
 import errors
 import inference
-import modeling
 from errors import AlbertError
 
 FLAGS = flags.FLAGS
@@ -125,7 +127,7 @@ def main(argv):
         raise AlbertError("--init_checkpoint is required (the albert_model.ckpt prefix).")
     if not FLAGS.export_dir:
         raise AlbertError("--export_dir is required.")
-    config = modeling.AlbertConfig.from_json_file(checkpoints.config_file_from_flags(FLAGS))
+    config = checkpoints.config_from_flags(FLAGS)
     names = export_savedmodel(config, FLAGS.init_checkpoint, FLAGS.export_dir, FLAGS.style)
     checkpoint = checkpoints.resolve_checkpoint_path(FLAGS.init_checkpoint)
     logging.info("wrote SavedModel %s with signatures %s", FLAGS.export_dir, ", ".join(names))

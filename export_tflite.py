@@ -26,6 +26,9 @@ float16 (half the size, dequantized to float32 on CPUs).
 
 A dynamic-shape file accepts any sequence length up to max_position_embeddings; longer input
 fails in the interpreter (TFLite drops the model's length assertion), so truncate before calling.
+
+--init_checkpoint may be a Hugging Face ALBERT directory (its config.json then replaces
+--albert_config_file).
 """
 
 import json
@@ -38,7 +41,6 @@ from absl import flags, logging
 import checkpoints
 import errors
 import inference
-import modeling
 from errors import AlbertError
 
 FLAGS = flags.FLAGS
@@ -282,7 +284,7 @@ def main(argv):
             "pass either --max_seq_length (fixed [1, N] input) or --dynamic "
             "(any [batch, seq]), not both"
         )
-    config = modeling.AlbertConfig.from_json_file(checkpoints.config_file_from_flags(FLAGS))
+    config = checkpoints.config_from_flags(FLAGS)
     _, function = export_tflite(
         config,
         FLAGS.init_checkpoint,
