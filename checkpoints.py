@@ -13,8 +13,8 @@ Every script goes through this module to turn a path into weights:
   (config.json + model.safetensors / pytorch_model.bin, sharded or not) is too: it is read
   once by hf_checkpoint.read_hf_checkpoint (cached until its files change) and presented
   under the google-style TF names, so every reader below works on both. `model_config`,
-  `tokenizer_files` give the config and the vocab that come with a checkpoint directory of
-  either kind.
+  `tokenizer_files` and `label_names` give the config, vocab and class names that come with
+  a checkpoint directory of either kind.
 * What is in it. `checkpoint_heads` says which heads a checkpoint holds; `build_models` builds
   the encoder plus exactly those heads around ONE shared encoder and loads them.
 * Training runs. `output_dir/model.ckpt-<step>` files, the `checkpoint` state file (rewritten
@@ -432,6 +432,26 @@ def checkpoint_heads(ckpt_path):
         sentence_order="cls/seq_relationship/output_weights" in names,
         num_labels=num_labels,
     )
+
+
+def label_names(ckpt_path):
+    """The class names of a classifier checkpoint, by class id; None when it does not say.
+
+    From an HF directory's config.json id2label (HF's placeholders LABEL_0, LABEL_1, ... say
+    nothing, so they give None), or from the model_info.json that run_classifier.py writes
+    next to its checkpoints.
+    """
+    path = resolve_checkpoint_path(ckpt_path)
+    num_labels = checkpoint_heads(path).num_labels
+    if not num_labels:
+        return None
+    if is_hf_directory(path):
+        id2label = read_hf_directory(path).id2label
+        names = [id2label[i] for i in range(num_labels)]
+        return None if names == [f"LABEL_{i}" for i in range(num_labels)] else names
+    info = read_model_info(os.path.dirname(path) or ".") or {}
+    names = info.get("label_names")
+    return list(names) if names and len(names) == num_labels else None
 
 
 @dataclasses.dataclass

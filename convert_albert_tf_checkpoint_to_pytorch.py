@@ -4,7 +4,8 @@ The output directory loads with `transformers.AlbertModel.from_pretrained(DIR)`,
 `AlbertForPreTraining.from_pretrained(DIR)` (when the checkpoint has the `cls/` heads;
 `AlbertForMaskedLM` when it has only the masked-LM one) and
 `AlbertForSequenceClassification.from_pretrained(DIR)` (when it has a fine-tuned classifier,
-root `output_weights`/`output_bias`), and `AutoTokenizer.from_pretrained(DIR)` gives a
+root `output_weights`/`output_bias`; its config.json id2label names the classes when a
+run_classifier.py model_info.json does), and `AutoTokenizer.from_pretrained(DIR)` gives a
 BertTokenizer with the albert_zh vocab when --vocab_file is given or the checkpoint is
 given as a directory that holds a vocab.txt (e.g. a run_classifier.py output).
 
@@ -105,6 +106,10 @@ def convert(config, checkpoint_path, output_dir, style=None, vocab_file=None, do
         {name: value.shape for name, value in weights.items()}
     )
     layout = hf_checkpoint.to_hf_layout(weights, config, style)
+    names = checkpoints.label_names(checkpoint_path) if num_labels else None
+    if names:  # a run_classifier.py output (or an HF classifier) names its classes
+        layout.config_values["id2label"] = dict(enumerate(names))
+        layout.config_values["label2id"] = {name: i for i, name in enumerate(names)}
 
     os.makedirs(output_dir, exist_ok=True)
     transformers.AlbertConfig(**layout.config_values).save_pretrained(output_dir)
@@ -123,6 +128,7 @@ def convert(config, checkpoint_path, output_dir, style=None, vocab_file=None, do
         "dropped_pretraining_heads": bool(layout.dropped_heads),
         "dropped_heads": layout.dropped_heads,
         "num_labels": num_labels,
+        "label_names": names,
     }
 
 

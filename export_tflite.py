@@ -28,7 +28,8 @@ A dynamic-shape file accepts any sequence length up to max_position_embeddings; 
 fails in the interpreter (TFLite drops the model's length assertion), so truncate before calling.
 
 --init_checkpoint may be a Hugging Face ALBERT directory (its config.json then replaces
---albert_config_file).
+--albert_config_file). The printed summary names the classes (`label_names`) when the
+checkpoint does: an HF directory's id2label, a run_classifier.py output's model_info.json.
 """
 
 import json
@@ -305,6 +306,8 @@ def main(argv):
         "signature": SIGNATURE_KEY,
         **describe(FLAGS.output_file),
     }
+    if FLAGS.head == "classifier":
+        summary["label_names"] = checkpoints.label_names(FLAGS.init_checkpoint)
     if FLAGS.verify:
         seq_length = 16 if FLAGS.dynamic else FLAGS.max_seq_length
         inputs = example_inputs(
@@ -316,7 +319,7 @@ def main(argv):
         )
         summary["max_abs_diff_vs_tf"] = max_differences(FLAGS.output_file, function, inputs)
     logging.info("wrote %s (%.2f MB)", FLAGS.output_file, summary["size_mb"])
-    print(json.dumps(summary))
+    print(json.dumps(summary, ensure_ascii=False))
 
 
 if __name__ == "__main__":

@@ -516,6 +516,39 @@ def use_tokenizer_files_of_init_checkpoint():
         FLAGS.do_lower_case = found.do_lower_case
 
 
+def check_init_labels(label_list, label_names):
+    """A classifier head in --init_checkpoint is trained further, so class i must mean the
+    task's label i. Returns the label names to record (the checkpoint's when the task has no
+    readable names of its own, e.g. a generic tsv task fine-tuned further from an HF model)."""
+    if not FLAGS.init_checkpoint:
+        return label_names
+    num_labels = checkpoints.checkpoint_heads(FLAGS.init_checkpoint).num_labels
+    if not num_labels:
+        return label_names
+    names = checkpoints.label_names(FLAGS.init_checkpoint)
+    shown = f" ({', '.join(names)})" if names else ""
+    if num_labels != len(label_list):
+        raise errors.AlbertError(
+            f"--init_checkpoint {FLAGS.init_checkpoint} is a classifier of {num_labels} "
+            f"classes{shown} but task {FLAGS.task_name} has {len(label_list)} "
+            f"({', '.join(label_names)}): start from the pretrained model instead"
+        )
+    if names is None or names in (list(label_list), list(label_names)):
+        return label_names
+    if sorted(names) in (sorted(label_list), sorted(label_names)):
+        raise errors.AlbertError(
+            f"--init_checkpoint {FLAGS.init_checkpoint} orders its classes {names} but task "
+            f"{FLAGS.task_name} orders them {list(label_list)}: pass --labels={','.join(names)} "
+            "(task tsv) so that each class keeps its meaning"
+        )
+    logging.warning(
+        "--init_checkpoint's classes are %s, the task's labels %s: class i is trained as label i",
+        names,
+        list(label_list),
+    )
+    return names if list(label_names) == list(label_list) else label_names
+
+
 def check_sequence_room(processor):
     """A pair task needs [CLS] a [SEP] b [SEP] with one token each at least: 5 positions."""
     needed = 5 if processor.is_pair_task() else 3
@@ -571,7 +604,8 @@ def main(argv):
         train_file=FLAGS.train_file,
     )
     check_sequence_room(processor)
-    label_list, label_names = processor.get_labels(), processor.label_names()
+    label_list = processor.get_labels()
+    label_names = check_init_labels(label_list, processor.label_names())
     tokenizer = tokenization.FullTokenizer(FLAGS.vocab_file, do_lower_case=FLAGS.do_lower_case)
     lock = checkpoints.OutputDirLock(FLAGS.output_dir)
     if training.is_chief(strategy):

@@ -78,7 +78,10 @@ def load_model():
                 "(or pass --init_checkpoint, --bert_config_file and --vocab_file)"
             )
     found = checkpoints.tokenizer_files(source)
-    labels = info.get("labels") or ["0", "1"]
+    labels = info.get("labels")
+    if not labels and source and not FLAGS.tflite_file:
+        labels = checkpoints.label_names(source)  # an HF classifier's id2label
+    labels = labels or ["0", "1"]
     same = [i for i, label in enumerate(labels) if label in SAME_LABELS]
     if len(labels) != 2 or len(same) != 1:
         raise errors.AlbertError(
