@@ -101,6 +101,12 @@ def resolve_checkpoint_path(path):
                 )
             path = os.path.join(directory, indexes[0][: -len(".index")])
     if not os.path.exists(path + ".index"):
+        if re.fullmatch(r"[\w.-]+/[\w.-]+", path) and not os.path.exists(os.path.dirname(path)):
+            raise AlbertError(
+                f"checkpoint not found: {path} is not a local path. If it is a Hugging Face "
+                "model id: this toolkit never downloads, so fetch it first (huggingface-cli "
+                f"download {path} --local-dir DIR) and pass DIR"
+            )
         raise AlbertError(
             f"checkpoint not found: {path}.index does not exist (pass the prefix, e.g. "
             "prev_trained_model/albert_tiny/albert_model.ckpt)"
@@ -794,6 +800,8 @@ def model_config(config_file=None, init_checkpoint=None):
         path = os.path.join(init_checkpoint, CONFIG_COPY)
         logging.info("config: %s (from --init_checkpoint's directory)", path)
         return modeling.AlbertConfig.from_json_file(path)
+    if init_checkpoint:
+        resolve_checkpoint_path(init_checkpoint)  # a path that does not exist says so first
     raise AlbertError(
         "--bert_config_file (or --albert_config_file) is required unless --init_checkpoint is "
         "a directory with its config (albert_config.json, or a Hugging Face config.json)"

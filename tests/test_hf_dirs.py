@@ -280,6 +280,8 @@ def test_sources_resolve_to_hf_or_tf_and_the_reading_is_cached(hf, tmp_path):
     heads = checkpoints.checkpoint_heads(classifier)
     assert (heads.num_labels, heads.masked_lm) == (2, False)
     assert checkpoints.label_names(hf.pretraining) is None
+    with pytest.raises(AlbertError, match="never downloads.*download voidful/albert_chinese_tiny"):
+        checkpoints.model_config(init_checkpoint="voidful/albert_chinese_tiny")
 
     # A TF checkpoint directory with a config.json of ours (no model_type) stays a TF one.
     prefix = checkpoints.save_tensors({"global_step": np.int64(3)}, tmp_path / "tf" / "model")
