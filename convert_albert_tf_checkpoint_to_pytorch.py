@@ -4,8 +4,10 @@ The output directory loads with `transformers.AlbertModel.from_pretrained(DIR)`,
 `AlbertForPreTraining.from_pretrained(DIR)` (when the checkpoint has the `cls/` heads;
 `AlbertForMaskedLM` when it has only the masked-LM one) and
 `AlbertForSequenceClassification.from_pretrained(DIR)` (when it has a fine-tuned classifier,
-root `output_weights`/`output_bias`), and `AutoTokenizer.from_pretrained(DIR)` gives a
-BertTokenizer with the albert_zh vocab when --vocab_file is given.
+root `output_weights`/`output_bias`; its config.json id2label names the classes when a
+run_classifier.py model_info.json does), and `AutoTokenizer.from_pretrained(DIR)` gives a
+BertTokenizer with the albert_zh vocab when --vocab_file is given or the checkpoint is
+given as a directory that holds a vocab.txt (e.g. a run_classifier.py output).
 
 Both checkpoint styles are handled (the layout itself lives in hf_checkpoint.py):
   * google (albert_tiny_zh_google, Google's albert_*_zh): a direct rename, kernels transposed.
@@ -31,7 +33,6 @@ from absl import flags, logging
 import checkpoints
 import errors
 import hf_checkpoint
-import modeling
 import tokenization
 from errors import AlbertError
 
@@ -48,7 +49,9 @@ def define_flags():
     )
     flags.DEFINE_string("tf_checkpoint_path", None, "TF checkpoint prefix (.../albert_model.ckpt).")
     flags.DEFINE_string(
-        "vocab_file", None, "Optional vocab.txt; written with a BertTokenizer config."
+        "vocab_file",
+        None,
+        "vocab.txt written with a BertTokenizer config (default: the checkpoint directory's).",
     )
     flags.DEFINE_string("output_dir", None, "Directory for config.json, model.safetensors, ...")
     flags.DEFINE_bool("do_lower_case", True, "Written into the tokenizer config.")
@@ -103,6 +106,10 @@ def convert(config, checkpoint_path, output_dir, style=None, vocab_file=None, do
         {name: value.shape for name, value in weights.items()}
     )
     layout = hf_checkpoint.to_hf_layout(weights, config, style)
+    names = checkpoints.label_names(checkpoint_path) if num_labels else None
+    if names:  # a run_classifier.py output (or an HF classifier) names its classes
+        layout.config_values["id2label"] = dict(enumerate(names))
+        layout.config_values["label2id"] = {name: i for i, name in enumerate(names)}
 
     os.makedirs(output_dir, exist_ok=True)
     transformers.AlbertConfig(**layout.config_values).save_pretrained(output_dir)
@@ -121,6 +128,7 @@ def convert(config, checkpoint_path, output_dir, style=None, vocab_file=None, do
         "dropped_pretraining_heads": bool(layout.dropped_heads),
         "dropped_heads": layout.dropped_heads,
         "num_labels": num_labels,
+        "label_names": names,
     }
 
 
@@ -128,18 +136,21 @@ def main(argv):
     del argv
     if FLAGS.tf_checkpoint_path and not FLAGS.init_checkpoint:
         FLAGS.init_checkpoint = FLAGS.tf_checkpoint_path
-    config_file = checkpoints.config_file_from_flags(FLAGS)
+    config = checkpoints.config_from_flags(FLAGS)
     if not FLAGS.output_dir:
         raise AlbertError("--output_dir is required.")
     _import_torch_stack()  # fail fast, before the slow TF work
-    config = modeling.AlbertConfig.from_json_file(config_file)
+    found = checkpoints.tokenizer_files(FLAGS.init_checkpoint)  # a model directory's copies
+    do_lower_case = FLAGS.do_lower_case
+    if found.do_lower_case is not None and not FLAGS["do_lower_case"].present:
+        do_lower_case = found.do_lower_case
     summary = convert(
         config,
         FLAGS.init_checkpoint,
         FLAGS.output_dir,
         style=FLAGS.style,
-        vocab_file=FLAGS.vocab_file,
-        do_lower_case=FLAGS.do_lower_case,
+        vocab_file=FLAGS.vocab_file or found.vocab_file,
+        do_lower_case=do_lower_case,
     )
     if summary["filled_unused_groups"]:
         logging.info(

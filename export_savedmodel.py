@@ -10,6 +10,10 @@ The SavedModel has these signatures (all int32 inputs of shape [batch, seq], bot
         -> probabilities [batch, num_labels]
         (only when the checkpoint has a fine-tuned classifier: root `output_weights`/`output_bias`)
 
+When the checkpoint names its classes (an HF directory's id2label, a run_classifier.py output's
+model_info.json), `loaded.label_names` holds them by class id. --init_checkpoint may be a
+Hugging Face ALBERT directory; its config.json then replaces --albert_config_file.
+
 A sequence longer than max_position_embeddings makes the call fail with
 "sequence length exceeds max_position_embeddings N".
 
@@ -30,7 +34,6 @@ from absl import flags, logging
 import checkpoints
 import errors
 import inference
-import modeling
 from errors import AlbertError
 
 FLAGS = flags.FLAGS
@@ -48,7 +51,7 @@ def define_flags():
 class AlbertExportModule(tf.Module):
     """The exported object: the loaded models plus one tf.function per signature."""
 
-    def __init__(self, config, models):
+    def __init__(self, config, models, label_names=None):
         super().__init__(name="albert_export")
         self.encoder = models.encoder
         # The pretraining signature needs both heads (an HF AlbertForMaskedLM has one).
@@ -58,6 +61,8 @@ class AlbertExportModule(tf.Module):
         self.config_json = tf.Variable(
             config.to_json_string(), trainable=False, name="albert_config_json"
         )
+        if label_names and self.classifier is not None:
+            self.label_names = tf.Variable(label_names, trainable=False, name="label_names")
         ids = tf.TensorSpec([None, None], tf.int32, name="input_ids")
         mask = tf.TensorSpec([None, None], tf.int32, name="input_mask")
         segments = tf.TensorSpec([None, None], tf.int32, name="segment_ids")
@@ -112,7 +117,7 @@ def export_savedmodel(config, init_checkpoint, export_dir, style=None):
     if os.path.exists(export_dir) and not os.path.isdir(export_dir):
         raise AlbertError(f"--export_dir {export_dir} exists and is not a directory")
     models = checkpoints.build_models(config, init_checkpoint, style)
-    module = AlbertExportModule(config, models)
+    module = AlbertExportModule(config, models, checkpoints.label_names(models.path))
     signatures = module.signatures()
     tf.saved_model.save(module, export_dir, signatures=signatures)
     logging.info("exported %s", models.path)
@@ -125,13 +130,13 @@ def main(argv):
         raise AlbertError("--init_checkpoint is required (the albert_model.ckpt prefix).")
     if not FLAGS.export_dir:
         raise AlbertError("--export_dir is required.")
-    config = modeling.AlbertConfig.from_json_file(checkpoints.config_file_from_flags(FLAGS))
+    config = checkpoints.config_from_flags(FLAGS)
     names = export_savedmodel(config, FLAGS.init_checkpoint, FLAGS.export_dir, FLAGS.style)
     checkpoint = checkpoints.resolve_checkpoint_path(FLAGS.init_checkpoint)
     logging.info("wrote SavedModel %s with signatures %s", FLAGS.export_dir, ", ".join(names))
-    print(
-        json.dumps({"export_dir": FLAGS.export_dir, "checkpoint": checkpoint, "signatures": names})
-    )
+    summary = {"export_dir": FLAGS.export_dir, "checkpoint": checkpoint, "signatures": names}
+    summary["label_names"] = checkpoints.label_names(checkpoint)
+    print(json.dumps(summary, ensure_ascii=False))
 
 
 if __name__ == "__main__":

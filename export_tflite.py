@@ -26,6 +26,10 @@ float16 (half the size, dequantized to float32 on CPUs).
 
 A dynamic-shape file accepts any sequence length up to max_position_embeddings; longer input
 fails in the interpreter (TFLite drops the model's length assertion), so truncate before calling.
+
+--init_checkpoint may be a Hugging Face ALBERT directory (its config.json then replaces
+--albert_config_file). The printed summary names the classes (`label_names`) when the
+checkpoint does: an HF directory's id2label, a run_classifier.py output's model_info.json.
 """
 
 import json
@@ -38,7 +42,6 @@ from absl import flags, logging
 import checkpoints
 import errors
 import inference
-import modeling
 from errors import AlbertError
 
 FLAGS = flags.FLAGS
@@ -282,7 +285,7 @@ def main(argv):
             "pass either --max_seq_length (fixed [1, N] input) or --dynamic "
             "(any [batch, seq]), not both"
         )
-    config = modeling.AlbertConfig.from_json_file(checkpoints.config_file_from_flags(FLAGS))
+    config = checkpoints.config_from_flags(FLAGS)
     _, function = export_tflite(
         config,
         FLAGS.init_checkpoint,
@@ -303,6 +306,8 @@ def main(argv):
         "signature": SIGNATURE_KEY,
         **describe(FLAGS.output_file),
     }
+    if FLAGS.head == "classifier":
+        summary["label_names"] = checkpoints.label_names(FLAGS.init_checkpoint)
     if FLAGS.verify:
         seq_length = 16 if FLAGS.dynamic else FLAGS.max_seq_length
         inputs = example_inputs(
@@ -314,7 +319,7 @@ def main(argv):
         )
         summary["max_abs_diff_vs_tf"] = max_differences(FLAGS.output_file, function, inputs)
     logging.info("wrote %s (%.2f MB)", FLAGS.output_file, summary["size_mb"])
-    print(json.dumps(summary))
+    print(json.dumps(summary, ensure_ascii=False))
 
 
 if __name__ == "__main__":

@@ -251,7 +251,7 @@ def read_hf_config_json(hf_dir):
         architectures = ", ".join(values.get("architectures") or []) or "no architectures"
         raise AlbertError(
             f"{hf_dir} holds a {model_type or 'untyped'} model ({architectures}), not ALBERT: "
-            'this toolkit converts ALBERT models only (config.json model_type "albert")'
+            'this toolkit reads ALBERT models only (config.json model_type "albert")'
         )
     return values
 
@@ -374,7 +374,7 @@ def write_tokenizer_files(vocab_file, output_dir, do_lower_case, max_length):
 # ----------------------------------------------------------------------------- weight files
 
 # (single file, sharded index) in the order transformers itself prefers them.
-_WEIGHT_FILES = [
+WEIGHT_FILES = [
     ("model.safetensors", "model.safetensors.index.json"),
     ("pytorch_model.bin", "pytorch_model.bin.index.json"),
 ]
@@ -391,7 +391,7 @@ def read_hf_weights(hf_dir):
 
 def _read_weights_and_sources(hf_dir):
     """(key -> array, key -> the file it came from, for error messages)."""
-    for single, index in _WEIGHT_FILES:
+    for single, index in WEIGHT_FILES:
         if os.path.isfile(os.path.join(hf_dir, single)):
             files, expected = [single], None
         elif os.path.isfile(os.path.join(hf_dir, index)):

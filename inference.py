@@ -135,13 +135,13 @@ def predict(predictor, features, batch_size, max_seq_length, fixed_length=False)
     return results
 
 
-def load_classifier(ckpt_path, config_file, num_labels=None, style=None):
+def load_classifier(ckpt_path, config, num_labels=None, style=None):
     """A fine-tuned AlbertForClassification and the prefix it was loaded from.
 
     `ckpt_path` may be a run_classifier.py output directory (its best, else latest
-    checkpoint) or a checkpoint prefix; the classifier head must be in it.
+    checkpoint), a checkpoint prefix or a Hugging Face AlbertForSequenceClassification
+    directory; the classifier head must be in it. `config`: a modeling.AlbertConfig.
     """
-    config = modeling.AlbertConfig.from_json_file(config_file)
     path = checkpoints.resolve_checkpoint_path(ckpt_path)
     heads = checkpoints.checkpoint_heads(path)
     if not heads.num_labels:

@@ -19,7 +19,9 @@ Flags follow albert_zh's run_classifier.py. Differences, all deliberate:
     lines in eval_results.jsonl), test_results.tsv (class probabilities per test row, as the
     original) and test_predictions.tsv (readable: texts, gold, predicted label, probability).
 
-Checkpoints keep the original names (`bert/...`, `output_weights`, `output_bias`,
+--init_checkpoint may also be a Hugging Face ALBERT directory (see checkpoints.py); a
+directory that holds its config and vocab.txt makes --bert_config_file and --vocab_file
+optional. Checkpoints keep the original names (`bert/...`, `output_weights`, `output_bias`,
 `global_step`), so the original code, export_savedmodel.py and similarity.py read them.
 """
 
@@ -58,9 +60,18 @@ def define_flags(flag_values=FLAGS):
     flags.DEFINE_string(
         "task_name", None, "Task: " + ", ".join(sorted(classifier_data.PROCESSORS)), flag_values=fv
     )
-    flags.DEFINE_string("vocab_file", None, "The vocab.txt of the model.", flag_values=fv)
+    flags.DEFINE_string(
+        "vocab_file",
+        None,
+        "The vocab.txt of the model (default: the one in --init_checkpoint's directory).",
+        flag_values=fv,
+    )
     flags.DEFINE_bool(
-        "do_lower_case", True, "Lower-case the input (True for the Chinese models).", flag_values=fv
+        "do_lower_case",
+        True,
+        "Lower-case the input (True for the Chinese models; default: what a Hugging Face "
+        "--init_checkpoint's tokenizer_config.json says).",
+        flag_values=fv,
     )
     flags.DEFINE_bool(
         "do_predict",
@@ -124,7 +135,7 @@ def define_flags(flag_values=FLAGS):
         "With do_train+do_eval, evaluate after each epoch.",
         flag_values=fv,
     )
-    flags.mark_flags_as_required(["task_name", "vocab_file", "output_dir"], flag_values=fv)
+    flags.mark_flags_as_required(["task_name", "output_dir"], flag_values=fv)
 
 
 SPLIT_FLAGS = {"train": "train_file", "dev": "dev_file", "test": "test_file"}
@@ -173,9 +184,8 @@ def to_features(examples, label_list, tokenizer):
 # ----------------------------------------------------------------------------- model
 
 
-def load_config(config_file):
+def apply_config_flags(config):
     """The model config with the dropout overrides, checked against the flags and the vocab."""
-    config = modeling.AlbertConfig.from_json_file(config_file)
     overrides = {
         key: getattr(FLAGS, key)
         for key in ("hidden_dropout_prob", "attention_probs_dropout_prob")
@@ -467,13 +477,14 @@ def train(strategy, model, features, evaluate_dev):
 
 
 def validate_flags():
-    """Every flag checked before TensorFlow starts; returns the config file."""
+    """Every flag checked before TensorFlow starts; returns the model config."""
     if not (FLAGS.do_train or FLAGS.do_eval or FLAGS.do_predict):
         raise errors.AlbertError(
             "nothing to do: pass at least one of --do_train, --do_eval, --do_predict"
         )
     training.check_training_flags(FLAGS)
-    config_file = checkpoints.config_file_from_flags(FLAGS)
+    config = checkpoints.config_from_flags(FLAGS)
+    use_tokenizer_files_of_init_checkpoint()
     if FLAGS.predict_batch_size <= 0:
         raise errors.AlbertError(
             f"--predict_batch_size must be positive, got {FLAGS.predict_batch_size}"
@@ -487,7 +498,55 @@ def validate_flags():
         path = getattr(FLAGS, name)
         if path and not os.path.isfile(path):
             raise errors.AlbertError(f"--{name}={path} does not exist")
-    return config_file
+    return config
+
+
+def use_tokenizer_files_of_init_checkpoint():
+    """--vocab_file and --do_lower_case default to what --init_checkpoint's directory holds
+    (an HF directory's vocab.txt and tokenizer_config.json, or a model directory's copies)."""
+    found = checkpoints.tokenizer_files(FLAGS.init_checkpoint)
+    if not FLAGS.vocab_file:
+        if not found.vocab_file:
+            raise errors.AlbertError(
+                "--vocab_file is required (--init_checkpoint is not a directory with a vocab.txt)"
+            )
+        FLAGS.vocab_file = found.vocab_file
+        logging.info("vocab: %s (from --init_checkpoint's directory)", FLAGS.vocab_file)
+    if found.do_lower_case is not None and not FLAGS["do_lower_case"].present:
+        FLAGS.do_lower_case = found.do_lower_case
+
+
+def check_init_labels(label_list, label_names):
+    """A classifier head in --init_checkpoint is trained further, so class i must mean the
+    task's label i. Returns the label names to record (the checkpoint's when the task has no
+    readable names of its own, e.g. a generic tsv task fine-tuned further from an HF model)."""
+    if not FLAGS.init_checkpoint:
+        return label_names
+    num_labels = checkpoints.checkpoint_heads(FLAGS.init_checkpoint).num_labels
+    if not num_labels:
+        return label_names
+    names = checkpoints.label_names(FLAGS.init_checkpoint)
+    shown = f" ({', '.join(names)})" if names else ""
+    if num_labels != len(label_list):
+        raise errors.AlbertError(
+            f"--init_checkpoint {FLAGS.init_checkpoint} is a classifier of {num_labels} "
+            f"classes{shown} but task {FLAGS.task_name} has {len(label_list)} "
+            f"({', '.join(label_names)}): start from the pretrained model instead"
+        )
+    if names is None or names in (list(label_list), list(label_names)):
+        return label_names
+    if sorted(names) in (sorted(label_list), sorted(label_names)):
+        raise errors.AlbertError(
+            f"--init_checkpoint {FLAGS.init_checkpoint} orders its classes {names} but task "
+            f"{FLAGS.task_name} orders them {list(label_list)}: pass --labels={','.join(names)} "
+            "(task tsv) so that each class keeps its meaning"
+        )
+    logging.warning(
+        "--init_checkpoint's classes are %s, the task's labels %s: class i is trained as label i",
+        names,
+        list(label_list),
+    )
+    return names if list(label_names) == list(label_list) else label_names
 
 
 def check_sequence_room(processor):
@@ -531,11 +590,11 @@ def model_for_inference(model, trainer_ran):
 
 def main(argv):
     del argv
-    config_file = validate_flags()
+    config = validate_flags()
     # The strategy first: multi-worker and TPU runtimes must be set up before other TF ops.
     strategy = training.strategy_from_flags(FLAGS)
     tf.random.set_seed(FLAGS.seed)
-    config = load_config(config_file)
+    config = apply_config_flags(config)
     style = checkpoints.resolve_style(config, FLAGS.init_checkpoint, FLAGS.style)
     processor = classifier_data.get_processor(
         FLAGS.task_name,
@@ -545,7 +604,8 @@ def main(argv):
         train_file=FLAGS.train_file,
     )
     check_sequence_room(processor)
-    label_list, label_names = processor.get_labels(), processor.label_names()
+    label_list = processor.get_labels()
+    label_names = check_init_labels(label_list, processor.label_names())
     tokenizer = tokenization.FullTokenizer(FLAGS.vocab_file, do_lower_case=FLAGS.do_lower_case)
     lock = checkpoints.OutputDirLock(FLAGS.output_dir)
     if training.is_chief(strategy):

@@ -13,6 +13,8 @@ laptop CPU, several GPUs (--strategy=mirrored), several workers (TF_CONFIG,
 
 Re-running the same command after an interruption (even kill -9) resumes from the last
 complete checkpoint in output_dir with the same weights, optimizer slots, step and data order.
+Continued pretraining starts from --init_checkpoint: a checkpoint of either style or a Hugging
+Face ALBERT directory (whose config.json then replaces --bert_config_file).
 """
 
 import json
@@ -162,9 +164,9 @@ def weights_fingerprint(model):
 
 
 def validate_flags():
-    """Every flag checked before TensorFlow starts; returns the config file."""
+    """Every flag checked before TensorFlow starts; returns the model config."""
     training.check_training_flags(FLAGS)
-    config_file = checkpoints.config_file_from_flags(FLAGS)
+    config = checkpoints.config_from_flags(FLAGS)
     if not FLAGS.input_file:
         raise AlbertError("--input_file is required (TFRecords from create_pretraining_data.py)")
     if not FLAGS.do_train and not FLAGS.do_eval:
@@ -174,7 +176,7 @@ def validate_flags():
             raise AlbertError(f"--{name} must be positive, got {getattr(FLAGS, name)}")
     if FLAGS.num_warmup_steps < 0:
         raise AlbertError("--num_warmup_steps must be >= 0")
-    return config_file
+    return config
 
 
 def define_flags():
@@ -197,10 +199,9 @@ def define_flags():
 
 
 def main(_):
-    config_file = validate_flags()
+    config = validate_flags()
     # The strategy first: multi-worker and TPU runtimes must be set up before other TF ops.
     strategy = training.strategy_from_flags(FLAGS)
-    config = modeling.AlbertConfig.from_json_file(config_file)
     config.check_max_seq_length(FLAGS.max_seq_length)
     style = checkpoints.resolve_style(config, FLAGS.init_checkpoint, FLAGS.style)
     input_files = pretraining_data.expand_input_files(FLAGS.input_file)
