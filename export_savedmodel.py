@@ -238,7 +238,8 @@ class AlbertExportModule(tf.Module):
     def _text_signature_table(self):
         """Raw-text signature name -> (method, whether this model has the head it needs).
 
-        Every method takes (text_a, text_b), [batch] strings. A new head adds its row here.
+        Every method takes (text_a, text_b), [batch] strings (_pack_texts makes the model
+        inputs of them). A new head adds its row here (e.g. a token classifier's "ner_text").
         """
         return {
             "encode_text": (self._encode_text, True),

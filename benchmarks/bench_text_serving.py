@@ -85,8 +85,9 @@ def write_classifier(directory):
             value = 1.0 + 0.2 * rng.standard_normal(shape)
         elif name.endswith("_embeddings"):
             value = 0.5 * rng.standard_normal(shape)
-        else:  # kernels and biases scaled by fan-in, so activations stay O(1)
-            value = rng.standard_normal(shape) / np.sqrt(shape[0] if len(shape) == 2 else 64)
+        else:  # kernels and biases scaled by fan-in, so activations and logits stay O(1)
+            fan_in = shape[1] if name == "output_weights" else shape[0] if len(shape) == 2 else 64
+            value = rng.standard_normal(shape) / np.sqrt(fan_in)
         variable.assign(value.astype(np.float32))
     checkpoints.save_tensors(model.named_variables(), os.path.join(directory, "model.ckpt-best"))
     info = {
