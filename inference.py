@@ -7,8 +7,11 @@ exporters' self-checks.
   the same TensorFlow pipeline that training reads (`classifier_data.make_dataset`), outputs
   put back in the examples' order.
 * `load_classifier`: a fine-tuned classifier from a model directory or checkpoint.
+* `SavedModelTextPredictor` and `predict_texts`: raw text pairs through the `classify_text`
+  signature of a SavedModel from export_savedmodel.py (the tokenizer is inside it).
 """
 
+import json
 import os
 import time
 
@@ -160,3 +163,64 @@ def load_classifier(ckpt_path, config, num_labels=None, style=None):
     checkpoints.load_checkpoint(model, path, allow_missing=("cls/",))
     logging.info("classifier: %s (%s style, %d classes)", path, style, heads.num_labels)
     return model, path
+
+
+class SavedModelTextPredictor:
+    """A SavedModel's raw-text classifier: lists of texts in, {name: NumPy array} out.
+
+    Needs only the SavedModel directory (export_savedmodel.py with a vocab): tokenizer, vocab
+    and label names are inside it, so no vocab file or Python tokenizer is involved.
+    `labels` / `label_names` are the classes in the order of the probabilities' columns.
+    """
+
+    def __init__(self, export_dir, signature="classify_text"):
+        export_dir = os.fspath(export_dir)
+        if not os.path.isfile(os.path.join(export_dir, "saved_model.pb")):
+            raise AlbertError(f"{export_dir} is not a SavedModel directory (no saved_model.pb)")
+        loaded = tf.saved_model.load(export_dir)
+        if signature not in loaded.signatures:
+            raise AlbertError(
+                f"{export_dir} has no {signature} signature (it has "
+                f"{', '.join(sorted(loaded.signatures))}): export a fine-tuned classifier with "
+                "export_savedmodel.py and its vocab (--vocab_file, or the run's output directory)"
+            )
+        self.export_dir = export_dir
+        self._loaded = loaded  # keeps the signature's variables alive
+        self._signature = loaded.signatures[signature]
+        info = json.loads(loaded.text_info_json.numpy().decode("utf-8"))
+        self.labels = info["labels"]
+        self.label_names = info["label_names"]
+        self.max_seq_length = info["max_seq_length"]
+
+    def __call__(self, texts_a, texts_b=None):
+        """Outputs for one batch; texts_b None (or "" per example) means single texts."""
+        if texts_b is None:
+            texts_b = [""] * len(texts_a)
+        outputs = self._signature(
+            text_a=tf.constant(list(texts_a), tf.string),
+            text_b=tf.constant(list(texts_b), tf.string),
+        )
+        return {name: value.numpy() for name, value in outputs.items()}
+
+
+def predict_texts(predictor, texts_a, texts_b=None, batch_size=32):
+    """{output name: array [N, ...]} of a SavedModelTextPredictor, in the texts' order.
+
+    Batches hold texts of similar length (by characters: less padding), as `predict` does.
+    """
+    if texts_b is None:
+        texts_b = [""] * len(texts_a)
+    if len(texts_a) != len(texts_b):
+        raise AlbertError(f"{len(texts_a)} texts_a but {len(texts_b)} texts_b")
+    if not texts_a:
+        return predictor([], [])  # the signature answers an empty batch with empty outputs
+    order = sorted(range(len(texts_a)), key=lambda i: len(texts_a[i]) + len(texts_b[i]))
+    results = {}
+    for start in range(0, len(order), batch_size):
+        indices = order[start : start + batch_size]
+        outputs = predictor([texts_a[i] for i in indices], [texts_b[i] for i in indices])
+        for name, value in outputs.items():
+            if name not in results:
+                results[name] = np.empty((len(order),) + value.shape[1:], value.dtype)
+            results[name][indices] = value
+    return results

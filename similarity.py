@@ -2,7 +2,9 @@
 
 The model is a run_classifier.py output directory (LCQMC or another pair task), a Hugging Face
 AlbertForSequenceClassification directory (config, weights and vocab.txt in it), an explicit
-checkpoint + config + vocab, or a TFLite file from export_tflite.py. Sentence pairs come from
+checkpoint + config + vocab, a SavedModel directory from export_savedmodel.py (raw text goes
+through its classify_text signature: its tokenizer, vocab and labels are inside it), or a
+TFLite file from export_tflite.py. Sentence pairs come from
 the command line, from a TSV file, or from stdin (interactive prompts on a terminal,
 `text_a<TAB>text_b` lines otherwise). For each pair it prints the probability of "same
 meaning" (label "1"):
@@ -11,6 +13,7 @@ meaning" (label "1"):
     python similarity.py --model_dir=/tmp/lcqmc_output --input_file=pairs.tsv
     python similarity.py --model_dir=/tmp/lcqmc_output            # interactive
     python similarity.py --init_checkpoint=/tmp/albert_lcqmc_hf "我想买手机" "我要买个手机"
+    python similarity.py --saved_model=/tmp/lcqmc_savedmodel "我想买手机" "我要买个手机"
     python similarity.py --tflite_file=/tmp/albert_lcqmc.tflite \
         --vocab_file=../shared/data/vocab.txt "我想买手机" "我要买个手机"
 
@@ -63,10 +66,24 @@ def pairs_from_file(path):
 
 
 def load_model():
-    """(predictor, tokenizer, max_seq_length, index of the "same meaning" class)."""
+    """(predictor, tokenizer, max_seq_length, index of the "same meaning" class).
+
+    A SavedModel brings its own tokenizer: then tokenizer and max_seq_length are None.
+    """
+    if FLAGS.saved_model:
+        others = ("model_dir", "init_checkpoint", "tflite_file", "vocab_file", "max_seq_length")
+        given = [f"--{name}" for name in others if FLAGS[name].value]
+        if given:
+            raise errors.AlbertError(
+                f"--saved_model brings its own tokenizer, vocab and max_seq_length: drop "
+                f"{', '.join(given)}"
+            )
     import checkpoints  # TensorFlow loads only once the arguments are known to be fine
     import inference
 
+    if FLAGS.saved_model:
+        predictor = inference.SavedModelTextPredictor(FLAGS.saved_model)
+        return predictor, None, None, same_label_index(predictor.labels)
     source = FLAGS.init_checkpoint or FLAGS.model_dir
     info = {}
     if FLAGS.model_dir and not checkpoints.is_hf_directory(FLAGS.model_dir):
@@ -82,12 +99,7 @@ def load_model():
     if not labels and source and not FLAGS.tflite_file:
         labels = checkpoints.label_names(source)  # an HF classifier's id2label
     labels = labels or ["0", "1"]
-    same = [i for i, label in enumerate(labels) if label in SAME_LABELS]
-    if len(labels) != 2 or len(same) != 1:
-        raise errors.AlbertError(
-            f"the model's labels are {labels}; similarity.py needs a 2-class pair model "
-            'with label 1 (or "same") = same meaning (e.g. fine-tuned on lcqmc)'
-        )
+    same_index = same_label_index(labels)
     vocab_file = FLAGS.vocab_file or info.get("vocab_file") or found.vocab_file
     if not vocab_file:
         raise errors.AlbertError("pass --vocab_file (or --model_dir)")
@@ -109,7 +121,18 @@ def load_model():
             max_seq_length = min(max_seq_length, config.max_position_embeddings)
         model, _ = inference.load_classifier(source, config, len(labels), FLAGS.style)
         predictor = inference.Predictor(model)
-    return predictor, tokenizer, max_seq_length, same[0]
+    return predictor, tokenizer, max_seq_length, same_index
+
+
+def same_label_index(labels):
+    """The column of the "same meaning" class (label 1, or "same") of a 2-class pair model."""
+    same = [i for i, label in enumerate(labels) if label in SAME_LABELS]
+    if len(labels) != 2 or len(same) != 1:
+        raise errors.AlbertError(
+            f"the model's labels are {labels}; similarity.py needs a 2-class pair model "
+            'with label 1 (or "same") = same meaning (e.g. fine-tuned on lcqmc)'
+        )
+    return same[0]
 
 
 def score_pairs(model, pairs):
@@ -117,6 +140,10 @@ def score_pairs(model, pairs):
     import inference
 
     predictor, tokenizer, max_seq_length, same_index = model
+    if tokenizer is None:  # a SavedModel: raw text in
+        texts_a, texts_b = [a for a, _, _ in pairs], [b for _, b, _ in pairs]
+        outputs = inference.predict_texts(predictor, texts_a, texts_b, FLAGS.batch_size)
+        return outputs["probabilities"][:, same_index]
     examples = [
         classifier_data.InputExample(str(i), a, b, None) for i, (a, b, _) in enumerate(pairs)
     ]
@@ -166,12 +193,15 @@ def define_flags():
     )
     flags.DEFINE_string("vocab_file", None, "vocab.txt (default: the model directory's own).")
     flags.DEFINE_string("tflite_file", None, "Score with this TFLite classifier instead.")
+    flags.DEFINE_string(
+        "saved_model", None, "Score with this SavedModel's classify_text (export_savedmodel.py)."
+    )
     flags.DEFINE_string("input_file", None, "TSV of text_a<TAB>text_b[<TAB>label] pairs.")
     flags.DEFINE_integer(
         "max_seq_length", None, "Tokens per pair (default: as fine-tuned, or 128)."
     )
     flags.DEFINE_bool("do_lower_case", True, "Lower-case the input (as the Chinese models).")
-    flags.DEFINE_integer("batch_size", 32, "Pairs per model call (checkpoint models).")
+    flags.DEFINE_integer("batch_size", 32, "Pairs per model call (checkpoints, SavedModels).")
     flags.DEFINE_enum(
         "style", None, ["google", "brightmart"], "Checkpoint style (default: from the checkpoint)."
     )
