@@ -131,6 +131,7 @@ def main(argv):
     config_file = checkpoints.config_file_from_flags(FLAGS)
     if not FLAGS.output_dir:
         raise AlbertError("--output_dir is required.")
+    errors.check_output_path(FLAGS.output_dir, "output_dir", directory=True)
     _import_torch_stack()  # fail fast, before the slow TF work
     config = modeling.AlbertConfig.from_json_file(config_file)
     summary = convert(

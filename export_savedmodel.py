@@ -125,6 +125,7 @@ def main(argv):
         raise AlbertError("--init_checkpoint is required (the albert_model.ckpt prefix).")
     if not FLAGS.export_dir:
         raise AlbertError("--export_dir is required.")
+    errors.check_output_path(FLAGS.export_dir, "export_dir", directory=True)
     config = modeling.AlbertConfig.from_json_file(checkpoints.config_file_from_flags(FLAGS))
     names = export_savedmodel(config, FLAGS.init_checkpoint, FLAGS.export_dir, FLAGS.style)
     checkpoint = checkpoints.resolve_checkpoint_path(FLAGS.init_checkpoint)

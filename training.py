@@ -54,7 +54,7 @@ import tensorflow as tf
 from absl import logging
 
 import checkpoints
-from errors import AlbertError, first_line
+from errors import AlbertError, check_output_path, first_line
 
 PRECISIONS = {"fp32": tf.float32, "bf16": tf.bfloat16, "fp16": tf.float16}
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
@@ -228,13 +228,7 @@ def check_training_flags(fv):
     """The checks every training script needs, each a one-line AlbertError."""
     if not fv.output_dir:
         raise AlbertError("--output_dir is required")
-    if os.path.exists(fv.output_dir) and not os.path.isdir(fv.output_dir):
-        raise AlbertError(f"--output_dir={fv.output_dir} exists and is not a directory")
-    parent = os.path.dirname(os.path.abspath(fv.output_dir))
-    while parent and not os.path.exists(parent):
-        parent = os.path.dirname(parent)
-    if parent and not os.path.isdir(parent):
-        raise AlbertError(f"--output_dir={fv.output_dir}: {parent} is a file, not a directory")
+    check_output_path(fv.output_dir, "output_dir", directory=True)
     for name in (
         "train_batch_size",
         "eval_batch_size",
