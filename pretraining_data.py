@@ -154,8 +154,15 @@ def check_token_ids(path, vocab_size, num_records=50):
     """
     import tensorflow as tf
 
-    for index, record in enumerate(tf.data.TFRecordDataset(path).take(num_records)):
-        features = tf.train.Example.FromString(record.numpy()).features.feature
+    try:
+        records = [r.numpy() for r in tf.data.TFRecordDataset(path).take(num_records)]
+    except tf.errors.OpError as e:
+        raise AlbertError(
+            f"corrupt input data in {path} ({_record_error(e)}): the file is damaged or "
+            "truncated; regenerate it or leave it out of the input list"
+        ) from None
+    for index, record in enumerate(records):
+        features = tf.train.Example.FromString(record).features.feature
         for name in ("input_ids", "masked_lm_ids"):
             values = features[name].int64_list.value if name in features else []
             if values and max(values) >= vocab_size:
@@ -182,9 +189,14 @@ def find_damaged_file(files, error=None):
                 continue
             tf.data.TFRecordDataset(path).reduce(np.int64(0), lambda count, _: count + 1)
         except tf.errors.OpError as e:
-            reason = re.search(r"(corrupted|truncated) record at \d+", str(e))
-            return f"{path} ({reason.group(0) if reason else first_line(e)})"
+            return f"{path} ({_record_error(e)})"
     return None
+
+
+def _record_error(error):
+    """ "corrupted record at 5481" out of TensorFlow's long DataLossError message."""
+    reason = re.search(r"(corrupted|truncated) record at \d+", str(error))
+    return reason.group(0) if reason else first_line(error)
 
 
 def decode_record(record, name_to_features):
