@@ -49,6 +49,7 @@ NON_MODEL_VARIABLE_PATTERN = re.compile(
 )
 _STEP_CHECKPOINT = re.compile(r"^model\.ckpt-(\d+)\.index$")
 _STEP_DATA = re.compile(r"^model\.ckpt-(\d+)\.data-\d{5}-of-\d{5}$")
+_DATA_SUFFIX = re.compile(r"\.data-\d{5}-of-\d{5}")
 _CORRUPT_ERRORS = (tf.errors.OpError, ValueError, IndexError)
 
 
@@ -380,6 +381,15 @@ def build_models(config, ckpt_path, style=None):
 # ----------------------------------------------------------------------------------------------
 
 
+def data_files(prefix):
+    """The `.data-NNNNN-of-NNNNN` files of a checkpoint (not TensorFlow's `.tempstate` ones)."""
+    return [
+        path
+        for path in tf.io.gfile.glob(prefix + ".data-*")
+        if _DATA_SUFFIX.fullmatch(path[len(prefix) :])
+    ]
+
+
 def step_prefix(output_dir, step):
     return os.path.join(output_dir, f"model.ckpt-{step}")
 
@@ -413,7 +423,7 @@ def latest_checkpoint(output_dir):
     also reads each candidate.
     """
     for _, prefix in step_checkpoints(output_dir):
-        if tf.io.gfile.glob(prefix + ".data-*"):
+        if data_files(prefix):
             return prefix
     return None
 
@@ -472,11 +482,7 @@ def point_state_file_at(output_dir, prefix):
     except OSError:
         pass
     step = int(prefix.rsplit("-", 1)[1])
-    older = [
-        p
-        for s, p in sorted(step_checkpoints(output_dir))
-        if s <= step and tf.io.gfile.glob(p + ".data-*")
-    ]
+    older = [p for s, p in sorted(step_checkpoints(output_dir)) if s <= step and data_files(p)]
     logging.warning("rewriting %s to name %s", path, os.path.basename(prefix))
     write_checkpoint_state(output_dir, prefix, older)
 
@@ -527,17 +533,16 @@ class BestCheckpointKeeper:
             self.best = record if self.metric in record else None
 
     def _finish_interrupted_update(self):
-        next_index = self.next_prefix + ".index"
-        next_data = tf.io.gfile.glob(self.next_prefix + ".data-*")
-        if not os.path.exists(next_index):  # killed while writing it: the old best is whole
-            for path in next_data + tf.io.gfile.glob(self.next_prefix + ".*tempstate*"):
+        if not os.path.exists(self.next_prefix + ".index"):
+            # Killed while writing the new best (or never): the old one is whole.
+            for path in tf.io.gfile.glob(self.next_prefix + ".*"):
                 tf.io.gfile.remove(path)
             return
         logging.warning("finishing the update of %s that a killed run left half-done", self.prefix)
         self._rename_next_into_place()
 
     def _rename_next_into_place(self):
-        for path in tf.io.gfile.glob(self.next_prefix + ".data-*"):
+        for path in data_files(self.next_prefix):
             os.replace(path, self.prefix + path[len(self.next_prefix) :])
         os.replace(self.next_prefix + ".index", self.prefix + ".index")
 
