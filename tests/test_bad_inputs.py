@@ -197,18 +197,28 @@ def test_a_vocab_that_does_not_fit_the_config_is_one_line(classifier_data, tmp_p
         )
 
 
-def test_an_output_path_under_a_regular_file_is_one_line(
-    classifier_data, pretraining_data_files, tmp_path
-):
-    """Case 5: --output_dir / --output_file / --export_dir under a regular file, every script."""
+def blocked_path(tmp_path):
+    """(a path under a regular file, the error's ending)."""
     blocker = tmp_path / "a_file"
     blocker.write_text("not a directory")
-    inside = blocker / "out"
-    message = f"{blocker} is a file, not a directory"
+    return blocker / "out", f"{blocker} is a file, not a directory"
+
+
+def test_an_output_dir_under_a_regular_file_is_one_line(
+    classifier_data, pretraining_data_files, tmp_path
+):
+    """Case 5: --output_dir under a regular file, both training scripts."""
+    inside, message = blocked_path(tmp_path)
     with pytest.raises(AlbertError, match=message):
         ff.run_pretraining_in_process(ff.pretraining_flags(pretraining_data_files, inside))
     with pytest.raises(AlbertError, match=message):
         ff.run_classifier_in_process(ff.classifier_flags(classifier_data, inside))
+
+
+@pytest.mark.slow
+def test_output_paths_under_a_regular_file_are_one_line_in_every_tool(classifier_data, tmp_path):
+    """Case 5: --output_file / --export_dir under a regular file: generator and exporters."""
+    inside, message = blocked_path(tmp_path)
     vocab, news = shared_data("vocab.txt"), shared_data(NEWS)
     _, config = classifier_data
     results = run_scripts(
@@ -314,6 +324,7 @@ def model_dir(classifier_data, tmp_path_factory):
     return output_dir
 
 
+@pytest.mark.slow
 def test_similarity_warns_about_unknown_and_truncated_pairs(model_dir, tmp_path):
     """Case 7: an empty sentence is an error; an emoji-only text (all [UNK]) and a 5,000-
     character sentence (truncated) get a warning per pair, from arguments and from a file."""
@@ -347,6 +358,7 @@ def test_similarity_warns_about_unknown_and_truncated_pairs(model_dir, tmp_path)
         assert len([w for w in warnings if "[UNK]" in w or "truncated" in w]) == 2
 
 
+@pytest.mark.slow
 def test_exporters_name_the_checkpoint_they_resolved(model_dir, tmp_path):
     """Case: an exporter given a model directory says which checkpoint it used."""
     results = run_scripts(

@@ -147,6 +147,21 @@ def test_finetuning_refuses_to_start_over_and_keeps_model_ckpt_best(finetune, tm
     assert {p: open(p, "rb").read() for p in glob.glob(str(run / "model.ckpt-best*"))} == best
 
 
+def test_a_killed_write_of_model_ckpt_best_leaves_the_old_one(finetune, tmp_path):
+    """Killed while TensorFlow wrote the new best's files: they are dropped, the old stays."""
+    _, reference = finetune
+    run = ff.copy_run(reference, tmp_path / "run")
+    best = str(run / checkpoints.BEST_CHECKPOINT)
+    before = open(best + ".index", "rb").read()
+    for name in (".next.data-00000-of-00001.tempstate123", ".next.data-00000-of-00001"):
+        open(best + name, "wb").write(b"partial")
+    keeper = checkpoints.BestCheckpointKeeper(str(run))
+    assert not glob.glob(best + ".next*") and open(best + ".index", "rb").read() == before
+    record = json.load(open(run / "best_checkpoint.json"))
+    assert keeper.best == {k: record[k] for k in ("accuracy", "global_step")}
+    assert keeper.last_evaluated_step == record["last_evaluated_step"] == 16
+
+
 def test_a_half_done_update_of_model_ckpt_best_is_finished(finetune, tmp_path):
     """Killed between renaming the new best's data file and its index (the one moment the
     pair does not match): the next keeper finishes the renames."""
@@ -360,6 +375,8 @@ def kill_chain(command, output_dir, plan, log_dir):
             if process.poll() is None:
                 process.send_signal(signal.SIGKILL)
                 assert process.wait() == -signal.SIGKILL
+            else:  # it ended before the kill point: it must have succeeded
+                assert process.returncode == 0, log.read_text()[-3000:]
             hits.append(hit or f"missed {point}: the run ended first")
         logs.append(log.read_text())
     return hits, logs
