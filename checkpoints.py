@@ -55,6 +55,8 @@ NON_MODEL_VARIABLE_PATTERN = re.compile(
     r"(/adam_m|/adam_v|/lamb_m|/lamb_v)$|^global_step$|AdamWeightDecayOptimizer|^training_state/"
 )
 _STEP_CHECKPOINT = re.compile(r"^model\.ckpt-(\d+)\.index$")
+_STEP_DATA = re.compile(r"^model\.ckpt-(\d+)\.data-\d{5}-of-\d{5}$")
+_DATA_SUFFIX = re.compile(r"\.data-\d{5}-of-\d{5}")
 _CORRUPT_ERRORS = (tf.errors.OpError, ValueError, IndexError)
 HF_CONFIG = "config.json"
 # File names that mean "this directory is an HF save": weights, single or sharded.
@@ -520,6 +522,15 @@ def build_models(config, ckpt_path, style=None):
 # ----------------------------------------------------------------------------------------------
 
 
+def data_files(prefix):
+    """The `.data-NNNNN-of-NNNNN` files of a checkpoint (not TensorFlow's `.tempstate` ones)."""
+    return [
+        path
+        for path in tf.io.gfile.glob(prefix + ".data-*")
+        if _DATA_SUFFIX.fullmatch(path[len(prefix) :])
+    ]
+
+
 def step_prefix(output_dir, step):
     return os.path.join(output_dir, f"model.ckpt-{step}")
 
@@ -553,7 +564,7 @@ def latest_checkpoint(output_dir):
     also reads each candidate.
     """
     for _, prefix in step_checkpoints(output_dir):
-        if tf.io.gfile.glob(prefix + ".data-*"):
+        if data_files(prefix):
             return prefix
     return None
 
@@ -562,16 +573,27 @@ def readable_step_checkpoints(output_dir, expected, skipped=None):
     """Yield (prefix, values) of output_dir's step checkpoints, newest first, each read whole.
 
     A checkpoint that cannot be read completely (no `.index`, truncated or missing `.data`,
-    wrong variables) is skipped with a warning that names it and says why; the reasons are
-    appended to `skipped` when given.
+    wrong variables) is skipped with a warning that names it and says why; (prefix, why) is
+    also appended to the list `skipped`, if given.
     """
-    for _, prefix in step_checkpoints(output_dir):
+    if not output_dir or not tf.io.gfile.isdir(output_dir):
+        return
+    indexed = dict(step_checkpoints(output_dir))
+    data_only = {}  # a .data file without its .index: a save cut short, or a deleted .index
+    for name in tf.io.gfile.listdir(output_dir):
+        match = _STEP_DATA.match(name)
+        if match and int(match.group(1)) not in indexed:
+            data_only[int(match.group(1))] = step_prefix(output_dir, int(match.group(1)))
+    for step in sorted({**indexed, **data_only}, reverse=True):
+        prefix = indexed.get(step) or data_only[step]
         try:
+            if step not in indexed:
+                raise AlbertError("its .index file is missing (a save cut short, or deleted)")
             values = read_tensors(prefix, expected=expected)
         except AlbertError as e:
-            logging.warning("skipping checkpoint %s: %s", prefix, e)
+            logging.warning("skipping damaged checkpoint %s: %s", prefix, e)
             if skipped is not None:
-                skipped.append(str(e))
+                skipped.append((prefix, str(e)))
             continue
         yield prefix, values
 
@@ -587,6 +609,23 @@ def write_checkpoint_state(output_dir, latest_prefix, all_prefixes):
         f.flush()
         os.fsync(f.fileno())
     os.replace(temp, final)  # atomic: readers see the old or the new file, never half of one
+
+
+def point_state_file_at(output_dir, prefix):
+    """Make the `checkpoint` state file name `prefix` (the one a run resumed from) if it names
+    another one or is unreadable, e.g. emptied, so that tools reading it agree."""
+    path = os.path.join(output_dir, STATE_FILE)
+    expected = f'model_checkpoint_path: "{os.path.basename(prefix)}"'
+    try:
+        with open(path) as f:
+            if f.readline().strip() == expected:
+                return
+    except OSError:
+        pass
+    step = int(prefix.rsplit("-", 1)[1])
+    older = [p for s, p in sorted(step_checkpoints(output_dir)) if s <= step and data_files(p)]
+    logging.warning("rewriting %s to name %s", path, os.path.basename(prefix))
+    write_checkpoint_state(output_dir, prefix, older)
 
 
 def save_step_checkpoint(output_dir, step, named_tensors, keep_checkpoint_max):
@@ -613,36 +652,63 @@ class BestCheckpointKeeper:
     """Keeps `model.ckpt-best` = the weights with the best value of `metric` so far.
 
     The record (best_checkpoint.json) survives restarts, so a resumed run keeps comparing
-    against the best of the earlier part. Higher is better.
+    against the best of the earlier part; it also holds the last step evaluated, so that a
+    run killed between a checkpoint and its evaluation can evaluate it when it resumes.
+    Higher is better. A new best is written beside the old one (`model.ckpt-best.next`) and
+    then renamed over it, data file first; a run killed half-way finishes or drops the
+    renames when the keeper is next created, so `model.ckpt-best` is always whole.
     """
 
     def __init__(self, output_dir, metric="accuracy"):
         self.metric = metric
         self.prefix = os.path.join(output_dir, BEST_CHECKPOINT)
+        self.next_prefix = self.prefix + ".next"
         self.record_path = os.path.join(output_dir, "best_checkpoint.json")
         self.best = None
+        self.last_evaluated_step = None
+        self._finish_interrupted_update()
         if os.path.isfile(self.record_path) and os.path.exists(self.prefix + ".index"):
             with open(self.record_path, encoding="utf-8") as f:
-                self.best = json.load(f)
+                record = json.load(f)
+            self.last_evaluated_step = record.pop("last_evaluated_step", None)
+            self.best = record if self.metric in record else None
+
+    def _finish_interrupted_update(self):
+        if not os.path.exists(self.next_prefix + ".index"):
+            # Killed while writing the new best (or never): the old one is whole.
+            for path in tf.io.gfile.glob(self.next_prefix + ".*"):
+                tf.io.gfile.remove(path)
+            return
+        logging.warning("finishing the update of %s that a killed run left half-done", self.prefix)
+        self._rename_next_into_place()
+
+    def _rename_next_into_place(self):
+        for path in data_files(self.next_prefix):
+            os.replace(path, self.prefix + path[len(self.next_prefix) :])
+        os.replace(self.next_prefix + ".index", self.prefix + ".index")
 
     def update(self, model, global_step, metrics):
+        """Save the model as the best if `metrics` beats the record; True if it did."""
         value = metrics[self.metric]
-        if self.best is not None and value <= self.best[self.metric]:
-            return False
-        save_model(model, self.prefix, global_step)
-        self.best = {self.metric: value, "global_step": int(global_step)}
+        improved = self.best is None or value > self.best[self.metric]
+        if improved:
+            save_model(model, self.next_prefix, global_step)
+            self._rename_next_into_place()
+            self.best = {self.metric: value, "global_step": int(global_step)}
+        self.last_evaluated_step = int(global_step)
         temp = f"{self.record_path}.tmp{os.getpid()}"
         with open(temp, "w", encoding="utf-8") as f:
-            json.dump(self.best, f)
+            json.dump(dict(self.best or {}, last_evaluated_step=self.last_evaluated_step), f)
         os.replace(temp, self.record_path)
-        logging.info(
-            "new best dev %s %.4f at step %d: saved %s",
-            self.metric,
-            value,
-            global_step,
-            self.prefix,
-        )
-        return True
+        if improved:
+            logging.info(
+                "new best dev %s %.4f at step %d: saved %s",
+                self.metric,
+                value,
+                global_step,
+                self.prefix,
+            )
+        return improved
 
 
 # ----------------------------------------------------------------------------------------------
@@ -709,7 +775,7 @@ class OutputDirLock:
                     raise AlbertError(
                         f"{os.path.dirname(self.path)} is in use by process {owner.get('pid')} "
                         f"on {owner.get('host')} (started {started}); wait for it, stop it, or "
-                        "use another --output_dir"
+                        f"use another --output_dir (if that process is gone, delete {self.path})"
                     ) from None
                 logging.warning(
                     "taking over the stale lock %s of a process that no longer runs (%s)",
@@ -736,15 +802,20 @@ class OutputDirLock:
 
     @staticmethod
     def _alive(owner):
+        """Whether the lock's owner still runs: its pid exists and was not reused since."""
         if owner.get("host") != socket.gethostname():
             return True  # another machine's process: cannot tell, so respect it
         try:
-            os.kill(int(owner.get("pid", -1)), 0)
+            pid = int(owner.get("pid", -1))
+            os.kill(pid, 0)
         except ProcessLookupError:
             return False
         except (PermissionError, ValueError, TypeError):
             return True
-        return True
+        if pid == os.getpid():
+            return False  # our own pid: a restarted container, say, numbers processes alike
+        started = _process_start_time(pid)
+        return started is None or started <= owner.get("started", 0) + 1
 
     def release(self):
         if self.held:
@@ -759,6 +830,22 @@ class OutputDirLock:
 
     def __exit__(self, *exc):
         self.release()
+
+
+def _process_start_time(pid):
+    """When process `pid` started (epoch seconds, about 1 s precise; None if unknown).
+
+    Linux only: /proc/<pid>/stat field 22 counts clock ticks from boot, /proc/stat has the
+    boot time. A process that started after a lock was taken cannot be its owner.
+    """
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/stat") as f:
+            boot = next(int(line.split()[1]) for line in f if line.startswith("btime"))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -847,6 +934,22 @@ def tokenizer_files(init_checkpoint):
             vocab_file if os.path.isfile(vocab_file) else None, info.get("do_lower_case")
         )
     return TokenizerFiles(None, None)
+
+
+def remove_unfinished_files(output_dir):
+    """Delete what killed runs leave half-written: TensorFlow's `*.tempstate*` files and
+    state-file temporaries (call only as output_dir's single writer)."""
+    if not output_dir or not tf.io.gfile.isdir(output_dir):
+        return
+    doomed = [
+        os.path.join(output_dir, name)
+        for name in tf.io.gfile.listdir(output_dir)
+        if (name.startswith("model.ckpt-") and ".tempstate" in name)
+        or name.startswith((STATE_FILE + ".tmp", "best_checkpoint.json.tmp"))
+    ]
+    for path in doomed:
+        logging.warning("removing %s, left half-written by a run that was killed", path)
+        tf.io.gfile.remove(path)
 
 
 def clear_run_files(output_dir):

@@ -139,6 +139,7 @@ def main(argv):
     config = checkpoints.config_from_flags(FLAGS)
     if not FLAGS.output_dir:
         raise AlbertError("--output_dir is required.")
+    errors.check_output_path(FLAGS.output_dir, "output_dir", directory=True)
     _import_torch_stack()  # fail fast, before the slow TF work
     found = checkpoints.tokenizer_files(FLAGS.init_checkpoint)  # a model directory's copies
     do_lower_case = FLAGS.do_lower_case

@@ -109,6 +109,7 @@ def main(argv):
         raise AlbertError("--hf_dir is required (a Hugging Face ALBERT directory).")
     if not FLAGS.output_dir:
         raise AlbertError("--output_dir is required.")
+    errors.check_output_path(FLAGS.output_dir, "output_dir", directory=True)
     summary = convert(FLAGS.hf_dir, FLAGS.output_dir, FLAGS.style, FLAGS.vocab_file)
     for note in summary["notes"]:
         logging.info("%s", note)

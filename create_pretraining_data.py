@@ -63,12 +63,29 @@ FLAGS = flags.FLAGS
 
 CLS, SEP, MASK = "[CLS]", "[SEP]", "[MASK]"
 
-# Documents longer than this are cut into consecutive pieces so one huge "document" (a file
-# with no blank lines) cannot break the flat-memory promise.
+# Documents longer than this are cut into consecutive pieces, and lines longer than this
+# are read in pieces, so that a file without blank lines or without any line break cannot
+# break the flat-memory promise.
 MAX_DOCUMENT_CHARS = 500_000
+LINE_PIECE_BYTES = 256 * 1024
 
-# Sentences for --one_document_per_line: text up to 。！？!? (and the closing quotes after it).
-_SENTENCE = re.compile(r".+?(?:[。！？!?]+[”’」』）)\"']*|$)")
+# A file whose first SNIFF_BYTES bytes are this share or more invalid UTF-8 or NUL bytes is
+# not text (see not_text_reason).
+SNIFF_BYTES = 64 * 1024
+NOT_TEXT_SHARE = 0.1
+
+PROGRESS_SECONDS = 10.0  # a progress line (MB/s, instances, ETA) at most this often
+
+# A run whose instances hold less than this share of the input tokens ends with a loud
+# warning (every run logs the share). The original algorithm itself loses 8-14% at
+# max_seq_length 128 on the shared corpora: a chunk's last sentence overshoots the length
+# and is truncated; far less than 80% means lines or max_seq_length are a poor fit.
+MIN_KEPT_TOKEN_SHARE = 0.8
+
+# A sentence end: 。！？!? and the closing quotes or brackets after it. Sentences for
+# --one_document_per_line and for lines too long for one instance are text up to one.
+_SENTENCE_END = re.compile(r"[。！？!?]+[”’」』）)\"']*")
+_SENTENCE = re.compile(f".+?(?:{_SENTENCE_END.pattern}|$)")
 
 # BERT pads exactly the CJK code points with spaces, so each is a token boundary.
 _CJK_CLASS = tokenization.CJK_CHAR_CLASS
@@ -91,10 +108,11 @@ def _is_chinese_text(text):
 
 @dataclasses.dataclass
 class Document:
-    """Consecutive non-blank lines of one file; `first_line` is 1-based, for messages."""
+    """Consecutive non-blank lines of one file (or pieces of a long line), with the 1-based
+    line number of each, for messages."""
 
     path: str
-    first_line: int
+    line_numbers: list
     lines: list
 
 
@@ -105,73 +123,148 @@ class Block:
     num_bytes: int
 
 
+def not_text_reason(path):
+    """Why `path` is not UTF-8 text, or None when it looks like it.
+
+    A file whose first SNIFF_BYTES bytes are NOT_TEXT_SHARE or more invalid UTF-8 or NUL
+    bytes is a binary file or text in another encoding (GBK, UTF-16): its "text" would be
+    replacement characters and random symbols, so it is skipped rather than trained on.
+    """
+    with open(path, "rb") as f:
+        head = f.read(SNIFF_BYTES)
+    if not head:
+        return None
+    invalid = len(head) - len(head.decode("utf-8", errors="ignore").encode("utf-8"))
+    nuls = head.count(b"\x00")
+    if max(invalid, nuls) < NOT_TEXT_SHARE * len(head):
+        return None
+    return (
+        f"not UTF-8 text: {invalid / len(head):.0%} of its first {len(head):,} bytes are "
+        f"invalid UTF-8 and {nuls / len(head):.0%} are NUL (a binary file, or text in another "
+        "encoding: convert it first, e.g. iconv -f gbk -t utf-8 or iconv -f utf-16 -t utf-8)"
+    )
+
+
+def _last_sentence_end(text):
+    """The index just after the last sentence end in `text` (0 if it has none)."""
+    end = 0
+    for match in _SENTENCE_END.finditer(text):
+        end = match.end()
+    return end
+
+
 class InputReader:
-    """Streams documents out of text files, counting what had to be repaired or skipped."""
+    """Streams documents out of text files, counting what had to be repaired or skipped.
+
+    Memory stays flat whatever the input looks like: a line is read at most LINE_PIECE_BYTES
+    at a time and a document is cut every MAX_DOCUMENT_CHARS characters. A file that is not
+    UTF-8 text (`not_text_reason`) is skipped and reported.
+    """
 
     def __init__(self, paths, one_document_per_line):
         self.paths = paths
         self.one_document_per_line = one_document_per_line
         self.replaced_bytes = 0
         self.bad_byte_lines = []  # "path:line" of the first few lines with invalid UTF-8
+        self.nul_bytes = 0
+        self.nul_byte_lines = []  # "path:line" of the first few lines with NUL bytes
         self.empty_files = []
+        self.skipped_files = []  # {"path", "reason"} of the files that are not text
+        self.skipped_bytes = 0
         self.split_documents = 0
+        self.long_lines = 0  # lines longer than LINE_PIECE_BYTES, read in pieces
         codecs.register_error("albert_count_replace", self._count_and_replace)
 
     def _count_and_replace(self, error):
         self.replaced_bytes += error.end - error.start
         return "\ufffd", error.end
 
-    def _decode(self, raw, path, line_number):
+    @staticmethod
+    def _note(places, place):
+        if len(places) < 5 and place not in places[-1:]:
+            places.append(place)
+
+    def _decode(self, decoder, raw, final, path, line_number):
+        """Decode one piece of a line, counting invalid UTF-8 and NUL bytes (which the
+        tokenizer drops: a NUL usually means UTF-16 text or a binary file)."""
         before = self.replaced_bytes
-        text = raw.decode("utf-8", errors="albert_count_replace")
-        if self.replaced_bytes != before and len(self.bad_byte_lines) < 5:
-            self.bad_byte_lines.append(f"{path}:{line_number}")
+        text = decoder.decode(raw, final=final)
+        if self.replaced_bytes != before:
+            self._note(self.bad_byte_lines, f"{path}:{line_number}")
+        nuls = raw.count(b"\x00")
+        if nuls:
+            self.nul_bytes += nuls
+            self._note(self.nul_byte_lines, f"{path}:{line_number}")
         return text
 
     def documents(self):
         """Yield `Document`s in file order; whitespace-only lines separate documents."""
         for path in self.paths:
+            reason = not_text_reason(path)
+            if reason:
+                self.skipped_files.append({"path": path, "reason": reason})
+                self.skipped_bytes += os.path.getsize(path)
+                logging.warning("SKIPPED %s: %s", path, reason)
+                continue
             found_text = False
             for document in self._file_documents(path):
                 found_text = True
-                yield from self._cut_huge(document)
+                yield document
             if not found_text:
                 self.empty_files.append(path)
                 logging.warning("%s has no text (empty or whitespace only); skipped", path)
 
-    def _file_documents(self, path):
-        lines, first_line = [], 0
-        with open(path, "rb") as reader:
-            for line_number, raw in enumerate(reader, start=1):
-                text = self._decode(raw.rstrip(b"\r\n"), path, line_number)
-                if line_number == 1:
-                    text = text.lstrip("\ufeff")  # a UTF-8 byte-order mark
-                if self.one_document_per_line:
-                    if text.strip():
-                        yield Document(path, line_number, [text])
-                    continue
-                if not text.strip():
-                    if lines:
-                        yield Document(path, first_line, lines)
-                    lines = []
-                    continue
-                if not lines:
-                    first_line = line_number
-                lines.append(text)
-        if lines:
-            yield Document(path, first_line, lines)
+    def _file_lines(self, path):
+        """Yield (line number, text, whether it is the whole line) for each line of a file.
 
-    def _cut_huge(self, document):
-        """Yield `document`, cut into pieces of at most MAX_DOCUMENT_CHARS characters."""
-        piece, piece_chars, piece_first = [], 0, document.first_line
-        for offset, line in enumerate(document.lines):
-            if piece and piece_chars + len(line) > MAX_DOCUMENT_CHARS:
+        A line longer than LINE_PIECE_BYTES (a file without line breaks) comes in pieces:
+        each piece read is cut after its last sentence end (。！？!?) and the rest carried
+        into the next; a piece without a sentence end is cut where it stops.
+        """
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="albert_count_replace")
+        line_number, carried, in_pieces = 0, "", False
+        with open(path, "rb") as reader:
+            while raw := reader.readline(LINE_PIECE_BYTES):
+                if not in_pieces:
+                    line_number += 1
+                ends = raw.endswith(b"\n") or len(raw) < LINE_PIECE_BYTES  # or the file ends
+                text = carried + self._decode(decoder, raw, ends, path, line_number)
+                if line_number == 1 and not in_pieces:
+                    text = text.lstrip("\ufeff")  # a UTF-8 byte-order mark
+                if ends:
+                    self.long_lines += in_pieces
+                    yield line_number, text.rstrip("\r\n"), not in_pieces
+                    carried, in_pieces = "", False
+                    continue
+                cut = _last_sentence_end(text) or len(text)
+                yield line_number, text[:cut], False
+                carried, in_pieces = text[cut:], True
+            if in_pieces:  # the file ended exactly at a piece boundary
+                self.long_lines += 1
+                yield line_number, carried + decoder.decode(b"", final=True), False
+
+    def _file_documents(self, path):
+        """The documents of one file: blank lines end them (with one_document_per_line,
+        every line does), and one is cut before a line that would take it over
+        MAX_DOCUMENT_CHARS characters."""
+        numbers, lines, chars, previous_line = [], [], 0, 0
+        for line_number, text, whole in self._file_lines(path):
+            new_line, previous_line = line_number != previous_line, line_number
+            if (self.one_document_per_line and new_line) or (whole and not text.strip()):
+                if lines:
+                    yield Document(path, numbers, lines)
+                numbers, lines, chars = [], [], 0
+            if not text.strip():
+                continue
+            if lines and chars + len(text) > MAX_DOCUMENT_CHARS:
                 self.split_documents += 1
-                yield Document(document.path, piece_first, piece)
-                piece, piece_chars, piece_first = [], 0, document.first_line + offset
-            piece.append(line)
-            piece_chars += len(line)
-        yield Document(document.path, piece_first, piece)
+                yield Document(path, numbers, lines)
+                numbers, lines, chars = [], [], 0
+            numbers.append(line_number)
+            lines.append(text)
+            chars += len(text)
+        if lines:
+            yield Document(path, numbers, lines)
 
 
 def iter_blocks(documents, block_chars):
@@ -334,29 +427,71 @@ class BlockProcessor:
             return [line]
         return [part for part in _SENTENCE.findall(line) if part.strip()]
 
+    def tokenize_sentence(self, text):
+        """The `Sentence` of a piece of text (None if it has no token)."""
+        ids, jieba_text, wordpiece_starts = self.tokenize_line(text)
+        if not ids:
+            return None
+        starts = self.word_starts(jieba_text, wordpiece_starts) if self.needs_word_starts else b""
+        return Sentence(ids, starts)
+
+    def line_sentences(self, line):
+        """The `Sentence`s of one line, none longer than an instance can hold.
+
+        A line (or --one_document_per_line sentence) with more tokens than max_seq_length - 3
+        is split at its sentence ends, and a sentence still too long is cut into pieces that
+        fit, at a word start where one is near the limit. The original kept such a line whole
+        and truncation then threw most of it away.
+        """
+        limit = self.config.max_seq_length - 3
+        sentences = []
+        for text in self.split_sentences(line):
+            sentence = self.tokenize_sentence(text)
+            if sentence is None:
+                continue
+            if len(sentence.ids) <= limit:
+                sentences.append(sentence)
+                continue
+            parts = [part for part in _SENTENCE.findall(text) if part.strip()]
+            if len(parts) > 1:
+                self.stats["long_lines_split_at_sentence_ends"] += 1
+                pieces = [self.tokenize_sentence(part) for part in parts]
+            else:
+                pieces = [sentence]
+            for piece in pieces:
+                if piece is not None:
+                    sentences.extend(self.cut_to_fit(piece, limit))
+        return sentences
+
+    def cut_to_fit(self, sentence, limit):
+        """`sentence` cut into consecutive pieces of at most `limit` tokens."""
+        if len(sentence.ids) <= limit:
+            return [sentence]
+        pieces = []
+        ids, starts = sentence.ids, sentence.word_starts
+        while len(ids) > limit:
+            cut = limit
+            if starts:  # the last word start in the second half of the limit, if any
+                cut = starts.rfind(b"\x01", limit // 2 + 1, limit + 1)
+                cut = cut if cut > 0 else limit
+            pieces.append(Sentence(ids[:cut], starts[:cut]))
+            ids = ids[cut:]
+            starts = b"\x01" + starts[cut + 1 :] if starts else b""  # a cut word resumes
+        pieces.append(Sentence(ids, starts))
+        self.stats["sentences_cut_without_sentence_end"] += 1
+        return pieces
+
     def tokenize_document(self, document):
         """List of `Sentence`s of a document; lines without any token are counted."""
         sentences = []
-        for offset, line in enumerate(document.lines):
-            found = False
-            for text in self.split_sentences(line):
-                ids, jieba_text, wordpiece_starts = self.tokenize_line(text)
-                if not ids:
-                    continue
-                found = True
-                starts = (
-                    self.word_starts(jieba_text, wordpiece_starts)
-                    if self.needs_word_starts
-                    else b""
-                )
-                sentences.append(Sentence(ids, starts))
-                self.stats["input_tokens"] += len(ids)
+        for line_number, line in zip(document.line_numbers, document.lines, strict=True):
+            found = self.line_sentences(line)
             if not found:
                 self.stats["skipped_lines"] += 1
                 if len(self.skipped_line_examples) < 5:
-                    self.skipped_line_examples.append(
-                        f"{document.path}:{document.first_line + offset}"
-                    )
+                    self.skipped_line_examples.append(f"{document.path}:{line_number}")
+            sentences += found
+            self.stats["input_tokens"] += sum(len(s.ids) for s in found)
         return sentences
 
     # -- instances ------------------------------------------------------------
@@ -393,6 +528,7 @@ class BlockProcessor:
                 pair = self.split_chunk(chunk, rng)
                 if pair is None:
                     self.stats["dropped_single_word_chunks"] += 1
+                    self.stats["dropped_tokens"] += chunk_length
                 else:
                     instances.append(self.make_instance(*pair, max_num_tokens, rng))
                 chunk, chunk_length = [], 0
@@ -419,6 +555,8 @@ class BlockProcessor:
 
     def make_instance(self, part_a, part_b, max_num_tokens, rng):
         (ids_a, starts_a), (ids_b, starts_b) = truncate_pair(part_a, part_b, max_num_tokens, rng)
+        self.stats["kept_tokens"] += len(ids_a) + len(ids_b)
+        self.stats["truncated_tokens"] += len(part_a[0]) + len(part_b[0]) - len(ids_a) - len(ids_b)
         is_swapped = int(rng.random() < 0.5)
         if is_swapped:
             (ids_a, starts_a), (ids_b, starts_b) = (ids_b, starts_b), (ids_a, starts_a)
@@ -643,6 +781,8 @@ def output_paths(spec, shards):
         raise errors.AlbertError("--output_file is empty; give one or more TFRecord paths")
     if shards < 1:
         raise errors.AlbertError(f"--output_shards={shards}: must be at least 1")
+    for path in paths:
+        errors.check_output_path(path, "output_file")
     if shards == 1:
         return paths
     sharded = []
@@ -673,18 +813,21 @@ class ShardedWriter:
 
 
 class Progress:
-    """Logs MB/s, instances and ETA (from the input size) every `interval` seconds."""
+    """Logs MB/s, instances and ETA (from the input size) every PROGRESS_SECONDS."""
 
-    def __init__(self, total_bytes, interval=10.0):
+    def __init__(self, total_bytes):
         self.total_bytes = max(total_bytes, 1)
-        self.interval = interval
+        self.interval = PROGRESS_SECONDS
         self.start = self.last = time.time()
+        self.logged_bytes = None
 
     def update(self, done_bytes, instances, force=False):
         now = time.time()
         if not force and now - self.last < self.interval:
             return
-        self.last = now
+        if force and done_bytes == self.logged_bytes:
+            return  # this very state was just logged
+        self.last, self.logged_bytes = now, done_bytes
         elapsed = max(now - self.start, 1e-9)
         rate = done_bytes / elapsed
         eta = (self.total_bytes - done_bytes) / rate if rate > 0 else float("inf")
@@ -761,7 +904,7 @@ def generate(
         stats.update(block_stats)
         skipped_examples.extend(block_skipped[: max(0, 5 - len(skipped_examples))])
         done_bytes += num_bytes
-        progress.update(done_bytes, stats["instances"])
+        progress.update(done_bytes + reader.skipped_bytes, stats["instances"])
 
     try:
         if pool is None:
@@ -782,22 +925,36 @@ def generate(
         if pool is not None:
             pool.terminate()  # every result has been consumed (or we are failing anyway)
             pool.join()
-    progress.update(done_bytes, stats["instances"], force=True)
+    progress.update(done_bytes + reader.skipped_bytes, stats["instances"], force=True)
 
     seconds = time.time() - start
+    # Every input token, in each of the dupe_factor rounds, ends up in an instance, cut off by
+    # truncation, or in a dropped one-word chunk.
+    round_tokens = stats["input_tokens"] * config.dupe_factor
+    kept_share = stats["kept_tokens"] / round_tokens if round_tokens else 1.0
     summary = {
         "input_files": input_files,
         "output_files": output_files,
         "input_megabytes": round(total_bytes / 1e6, 3),
         "documents": stats["documents"],
         "documents_split_for_size": reader.split_documents,
+        "lines_read_in_pieces": reader.long_lines,
+        "long_lines_split_at_sentence_ends": stats["long_lines_split_at_sentence_ends"],
+        "sentences_cut_without_sentence_end": stats["sentences_cut_without_sentence_end"],
         "input_tokens": stats["input_tokens"],
+        "kept_tokens": stats["kept_tokens"],
+        "truncated_tokens": stats["truncated_tokens"],
+        "dropped_tokens": stats["dropped_tokens"],
+        "kept_token_share": round(kept_share, 4),
         "instances": stats["instances"],
         "tokens": stats["instance_tokens"],
         "masked_tokens": stats["masked_tokens"],
         "masked_fraction": round(stats["masked_tokens"] / max(stats["instance_tokens"], 1), 4),
         "replaced_bytes": reader.replaced_bytes,
         "lines_with_replaced_bytes": reader.bad_byte_lines,
+        "nul_bytes": reader.nul_bytes,
+        "lines_with_nul_bytes": reader.nul_byte_lines,
+        "skipped_files": reader.skipped_files,
         "skipped_lines": stats["skipped_lines"],
         "skipped_line_examples": skipped_examples,
         "dropped_single_word_chunks": stats["dropped_single_word_chunks"],
@@ -812,27 +969,18 @@ def generate(
     with open(summary_path, "w", encoding="utf-8") as f:
         json.dump(summary, f, ensure_ascii=False, indent=2)
     summary["summary_file"] = summary_path
+    report_problems(summary)
 
-    if reader.replaced_bytes:
-        logging.warning(
-            "%d invalid UTF-8 bytes replaced (first in %s); if the file is GBK, convert it "
-            "first: iconv -f gbk -t utf-8",
-            reader.replaced_bytes,
-            ", ".join(reader.bad_byte_lines),
-        )
-    if stats["skipped_lines"]:
-        logging.warning(
-            "%d lines had no tokens and were skipped (e.g. %s)",
-            stats["skipped_lines"],
-            ", ".join(skipped_examples),
-        )
     if stats["instances"] == 0:
         for path in output_files:  # an empty TFRecord must not be mistaken for data
             os.remove(path)
     if stats["documents"] == 0:
+        problem = "empty or whitespace only"
+        if reader.skipped_files:
+            problem += f", or not UTF-8 text ({len(reader.skipped_files)} file(s) skipped)"
         raise errors.AlbertError(
-            f"no text in {', '.join(input_files)}: the input is empty or whitespace only "
-            "(expected UTF-8 text, one sentence per line, blank lines between documents)"
+            f"no text in {', '.join(input_files)}: the input is {problem} (expected UTF-8 "
+            "text, one sentence per line, blank lines between documents)"
         )
     if stats["instances"] == 0:
         raise errors.AlbertError(
@@ -840,6 +988,69 @@ def generate(
             "every document is a single word; give longer text"
         )
     return summary
+
+
+def report_problems(summary):
+    """Log a warning for everything in the summary that was repaired, skipped or lost."""
+    if summary["skipped_files"]:
+        logging.warning(
+            "%d input file(s) SKIPPED as not UTF-8 text: %s",
+            len(summary["skipped_files"]),
+            "; ".join(f"{s['path']}: {s['reason']}" for s in summary["skipped_files"]),
+        )
+    if summary["replaced_bytes"]:
+        logging.warning(
+            "%d invalid UTF-8 bytes replaced (first in %s); if the file is GBK, convert it "
+            "first: iconv -f gbk -t utf-8",
+            summary["replaced_bytes"],
+            ", ".join(summary["lines_with_replaced_bytes"]),
+        )
+    if summary["nul_bytes"]:
+        logging.warning(
+            "%d NUL bytes (\\x00) dropped (first in %s); NUL bytes in text usually mean "
+            "UTF-16 (convert: iconv -f utf-16 -t utf-8) or a damaged file",
+            summary["nul_bytes"],
+            ", ".join(summary["lines_with_nul_bytes"]),
+        )
+    if summary["skipped_lines"]:
+        logging.warning(
+            "%d lines had no tokens and were skipped (e.g. %s)",
+            summary["skipped_lines"],
+            ", ".join(summary["skipped_line_examples"]),
+        )
+    if (
+        summary["long_lines_split_at_sentence_ends"]
+        or summary["sentences_cut_without_sentence_end"]
+    ):
+        logging.info(
+            "lines too long for one instance: %d split at sentence ends, %d sentences cut "
+            "without one (%d lines over %d bytes read in pieces)",
+            summary["long_lines_split_at_sentence_ends"],
+            summary["sentences_cut_without_sentence_end"],
+            summary["lines_read_in_pieces"],
+            LINE_PIECE_BYTES,
+        )
+    rounds = summary["config"]["dupe_factor"]
+    total = summary["input_tokens"] * rounds
+    lost = (
+        f"{summary['kept_tokens']:,} of {total:,} input tokens ({summary['kept_token_share']:.1%}"
+        f"; {rounds} round(s) of {summary['input_tokens']:,}) are in the instances: "
+        f"{summary['truncated_tokens']:,} cut by truncation, {summary['dropped_tokens']:,} in "
+        "dropped one-word chunks"
+    )
+    if total and summary["kept_token_share"] < MIN_KEPT_TOKEN_SHARE:
+        max_seq_length = summary["config"]["max_seq_length"]
+        logging.warning(
+            "\n%s\nONLY %s.\nThat is below %.0f%%: raise --max_seq_length (now %d) or give "
+            "shorter lines.\n%s",
+            "!" * 72,
+            lost,
+            100 * MIN_KEPT_TOKEN_SHARE,
+            max_seq_length,
+            "!" * 72,
+        )
+    elif total:
+        logging.info("%s", lost)
 
 
 def define_flags():

@@ -316,6 +316,7 @@ def main(argv):
         raise AlbertError("--init_checkpoint is required (the albert_model.ckpt prefix).")
     if not FLAGS.export_dir:
         raise AlbertError("--export_dir is required.")
+    errors.check_output_path(FLAGS.export_dir, "export_dir", directory=True)
     config = checkpoints.config_from_flags(FLAGS)
     text = text_settings(
         FLAGS.init_checkpoint,

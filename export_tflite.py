@@ -280,6 +280,7 @@ def main(argv):
     for flag in ("init_checkpoint", "output_file"):
         if not FLAGS[flag].value:
             raise AlbertError(f"--{flag} is required")
+    errors.check_output_path(FLAGS.output_file, "output_file")
     if FLAGS.dynamic and FLAGS["max_seq_length"].present:
         raise AlbertError(
             "pass either --max_seq_length (fixed [1, N] input) or --dynamic "

@@ -5,7 +5,9 @@
   own `*.summary.json` files.
 * `pretraining_feature_spec` / `check_tfrecord_schema`: the record layout (docs/formats.md,
   "Pretraining TFRecords") and a readable error naming file, feature and flag when a file
-  does not fit it.
+  does not fit it; `check_token_ids`: an id the model's vocabulary does not have, named with
+  its file before training starts.
+* `find_damaged_file`: which file a DataLossError came from (TensorFlow does not say).
 * `make_dataset_fn`: the tf.data pipeline for tf.distribute (file shuffle, interleave, shuffle
   buffer, int64 -> int32, per-replica batches, one shard per input pipeline, deterministic
   given a seed, resumable at any step).
@@ -16,6 +18,7 @@ workers import this module for the file list and must not pay for loading Tensor
 
 import glob
 import os
+import re
 
 import numpy as np
 from absl import logging
@@ -143,6 +146,59 @@ def check_tfrecord_schema(path, name_to_features, flag_for_feature=None):
             )
 
 
+def check_token_ids(path, vocab_size, num_records=50):
+    """AlbertError naming `path` if one of its first records has an id >= vocab_size.
+
+    Such data was made with a larger vocab.txt than the model's. On a CPU the embedding
+    lookup fails with a traceback mid-training; on a GPU it silently reads zeros.
+    """
+    import tensorflow as tf
+
+    try:
+        records = [r.numpy() for r in tf.data.TFRecordDataset(path).take(num_records)]
+    except tf.errors.OpError as e:
+        raise AlbertError(
+            f"corrupt input data in {path} ({_record_error(e)}): the file is damaged or "
+            "truncated; regenerate it or leave it out of the input list"
+        ) from None
+    for index, record in enumerate(records):
+        features = tf.train.Example.FromString(record).features.feature
+        for name in ("input_ids", "masked_lm_ids"):
+            values = features[name].int64_list.value if name in features else []
+            if values and max(values) >= vocab_size:
+                raise AlbertError(
+                    f"{path}: record {index} has {name} {max(values)} but the config's "
+                    f"vocab_size is {vocab_size}: the data was made with another (larger) "
+                    "vocab.txt; regenerate it with the model's vocab or use the matching config"
+                )
+
+
+def find_damaged_file(files, error=None):
+    """'<file> (<reason>)' for the first of `files` that cannot be read to its end, or None.
+
+    TensorFlow's DataLossError says "corrupted record at <byte offset>" but not in which
+    file; only files longer than that offset are read again (records counted, not parsed).
+    """
+    import tensorflow as tf
+
+    match = re.search(r"(corrupted|truncated) record at (\d+)", str(error or ""))
+    offset = int(match.group(2)) if match else 0
+    for path in files:
+        try:
+            if offset and tf.io.gfile.stat(path).length <= offset:
+                continue
+            tf.data.TFRecordDataset(path).reduce(np.int64(0), lambda count, _: count + 1)
+        except tf.errors.OpError as e:
+            return f"{path} ({_record_error(e)})"
+    return None
+
+
+def _record_error(error):
+    """ "corrupted record at 5481" out of TensorFlow's long DataLossError message."""
+    reason = re.search(r"(corrupted|truncated) record at \d+", str(error))
+    return reason.group(0) if reason else first_line(error)
+
+
 def decode_record(record, name_to_features):
     """Parse one serialized Example; int64 -> int32 (what the model and TPUs want)."""
     import tensorflow as tf
@@ -227,4 +283,5 @@ def make_dataset_fn(
         dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
         return dataset.prefetch(tf.data.AUTOTUNE)
 
+    dataset_fn.find_damaged_file = lambda error=None: find_damaged_file(files, error)
     return dataset_fn

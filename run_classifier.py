@@ -259,8 +259,7 @@ def write_eval_results(output_dir, split, checkpoint_name, global_step, metrics)
         f.write(f"***** Eval results {checkpoint_name} ({split}) *****\n")
         for key in ("accuracy", "macro_f1", "loss", "global_step", "num_examples"):
             f.write(f"{key} = {record[key]}\n")
-    with open(os.path.join(output_dir, "eval_results.jsonl"), "a", encoding="utf-8") as f:
-        f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    training.append_jsonl(os.path.join(output_dir, "eval_results.jsonl"), record)
     logging.info(
         "%s %s: accuracy %.4f, macro_f1 %.4f, loss %.4f (%d examples, step %d)",
         split,
@@ -394,10 +393,11 @@ def epoch_end_steps(num_train_steps, steps_per_epoch):
     return ends + [num_train_steps]
 
 
-def train(strategy, model, features, evaluate_dev):
+def train(strategy, model, features, evaluate_dev, evaluated_step=None):
     """Fine-tune with the shared training loop; evaluate the dev set after every epoch.
 
     evaluate_dev(step) -> metrics or None is called at each epoch end (with --do_eval).
+    `evaluated_step`: the last step an earlier run of this output_dir evaluated.
     Returns the Trainer.
     """
     replicas = strategy.num_replicas_in_sync
@@ -451,7 +451,12 @@ def train(strategy, model, features, evaluate_dev):
         FLAGS.seed,
         num_train_steps,
     )
-    for end_step in epoch_end_steps(num_train_steps, steps_per_epoch):
+    end_steps = epoch_end_steps(num_train_steps, steps_per_epoch)
+    if trainer.global_step in end_steps and (evaluated_step or 0) < trainer.global_step:
+        # An earlier run was killed between this epoch's checkpoint and its evaluation:
+        # evaluate now, as an uninterrupted run did (model.ckpt-best depends on it).
+        evaluate_dev(trainer.global_step)
+    for end_step in end_steps:
         if end_step <= trainer.global_step:
             continue
         start = time.time()
@@ -654,7 +659,7 @@ def run(strategy, config, style, processor, label_list, label_names, tokenizer):
     if FLAGS.do_train:
         train_examples = read_split(processor, "train")
         train_features = to_features(train_examples, label_list, tokenizer)
-        trainer = train(strategy, model, train_features, evaluate_dev)
+        trainer = train(strategy, model, train_features, evaluate_dev, keeper.last_evaluated_step)
 
     name, step = model_for_inference(model, trainer is not None)
     if step is None:

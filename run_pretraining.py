@@ -17,7 +17,6 @@ Continued pretraining starts from --init_checkpoint: a checkpoint of either styl
 Face ALBERT directory (whose config.json then replaces --bert_config_file).
 """
 
-import json
 import os
 
 import numpy as np
@@ -39,14 +38,18 @@ FLAGS = flags.FLAGS
 # ----------------------------------------------------------------------------------------------
 
 
-def input_fn_builder(input_files, global_batch_size, is_training, seed, repeat_eval=False):
-    """dataset_fn over the pretraining TFRecords (schema checked on every file's first record,
-    so a stray file matched by a glob is named before training starts)."""
+def input_fn_builder(
+    input_files, global_batch_size, is_training, seed, vocab_size, repeat_eval=False
+):
+    """dataset_fn over the pretraining TFRecords. Every file's first records are checked
+    (schema, token ids < vocab_size), so a stray file matched by a glob, or data made with
+    another vocab, is named before training starts."""
     spec = pretraining_data.pretraining_feature_spec(
         FLAGS.max_seq_length, FLAGS.max_predictions_per_seq
     )
     for path in input_files:
         pretraining_data.check_tfrecord_schema(path, spec, pretraining_data.FLAG_FOR_FEATURE)
+        pretraining_data.check_token_ids(path, vocab_size)
     dataset_fn = pretraining_data.make_dataset_fn(
         input_files,
         spec,
@@ -57,8 +60,13 @@ def input_fn_builder(input_files, global_batch_size, is_training, seed, repeat_e
     )
     if not repeat_eval:
         return dataset_fn
-    # Several workers must run the same number of eval steps: repeat, as the originals do.
-    return lambda ctx=None, start_step=0: dataset_fn(ctx).repeat()
+
+    def repeated_fn(ctx=None, start_step=0):
+        # Several workers must run the same number of eval steps: repeat, as the originals do.
+        return dataset_fn(ctx).repeat()
+
+    repeated_fn.find_damaged_file = dataset_fn.find_damaged_file
+    return repeated_fn
 
 
 # ----------------------------------------------------------------------------------------------
@@ -131,6 +139,7 @@ def make_evaluator(trainer, input_files):
         FLAGS.eval_batch_size,
         False,
         FLAGS.seed,
+        trainer.model.config.vocab_size,
         repeat_eval=several_workers or FLAGS.use_tpu,
     )
     done = {}
@@ -143,8 +152,7 @@ def make_evaluator(trainer, input_files):
         if trainer.is_chief:
             path = os.path.join(FLAGS.output_dir, "eval_results.txt")
             training.write_eval_results(path, results, header="***** Eval results *****")
-            with tf.io.gfile.GFile(os.path.join(FLAGS.output_dir, "eval_log.jsonl"), "a") as f:
-                f.write(json.dumps(results) + "\n")
+            training.append_jsonl(os.path.join(FLAGS.output_dir, "eval_log.jsonl"), results)
             logging.info("wrote %s", path)
         return results
 
@@ -206,7 +214,17 @@ def main(_):
     style = checkpoints.resolve_style(config, FLAGS.init_checkpoint, FLAGS.style)
     input_files = pretraining_data.expand_input_files(FLAGS.input_file)
     logging.info("%d input file(s), e.g. %s", len(input_files), input_files[0])
+    lock = checkpoints.OutputDirLock(FLAGS.output_dir)
+    if training.is_chief(strategy):
+        lock.acquire()  # one writer per output_dir: a second run gets a one-line error
+    try:
+        run(strategy, config, style, input_files)
+    finally:
+        lock.release()
 
+
+def run(strategy, config, style, input_files):
+    """Train and/or evaluate as the flags say (the chief holds output_dir's lock)."""
     with strategy.scope():
         model = modeling.AlbertForPretraining(config, style=style, seed=FLAGS.seed)
         optimizer = optimization.create_optimizer(
@@ -231,7 +249,9 @@ def main(_):
 
     evaluate = make_evaluator(trainer, input_files) if FLAGS.do_eval else None
     if FLAGS.do_train:
-        dataset_fn = input_fn_builder(input_files, FLAGS.train_batch_size, True, FLAGS.seed)
+        dataset_fn = input_fn_builder(
+            input_files, FLAGS.train_batch_size, True, FLAGS.seed, config.vocab_size
+        )
         logging.info(
             "training %s-style model from step %d to %d, global batch %d on %d replica(s), %s%s",
             style,

@@ -18,7 +18,9 @@ meaning" (label "1"):
         --vocab_file=../shared/data/vocab.txt "我想买手机" "我要买个手机"
 
 Output: one line per pair, `probability<TAB>text_a<TAB>text_b`. For a TSV input with a
-third (label) column the accuracy at 0.5 is printed at the end.
+third (label) column the accuracy at 0.5 is printed at the end. A pair the model cannot see
+well gets a warning on stderr: mostly [UNK] tokens (emoji, scripts the vocab lacks), or
+truncated to max_seq_length tokens; the probability of such a pair means little.
 """
 
 import sys
@@ -32,6 +34,7 @@ import tokenization
 FLAGS = flags.FLAGS
 
 SAME_LABELS = ("1", "same")  # our lcqmc label, and its name (an HF classifier's id2label)
+MAX_PAIR_WARNINGS = 20  # warnings about single pairs; after that only the totals
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -49,17 +52,21 @@ def pairs_from_args(args):
                 f"sentence {position} on the command line is empty; give two non-empty "
                 "sentences per pair"
             )
-    return [(args[i].strip(), args[i + 1].strip(), None) for i in range(0, len(args), 2)]
+    return [
+        (args[i].strip(), args[i + 1].strip(), None, f"arguments {i + 1}-{i + 2}")
+        for i in range(0, len(args), 2)
+    ]
 
 
 def pairs_from_file(path):
-    """(text_a, text_b, label or None) per row, read as the lcqmc task's test split: the same
-    rules as run_classifier.py, malformed rows counted and reported, never silently dropped."""
+    """(text_a, text_b, label or None, "file:line") per row, read as the lcqmc task's test
+    split: the same rules as run_classifier.py, malformed rows counted and reported, never
+    silently dropped."""
     processor = classifier_data.get_processor("lcqmc")
     examples = processor.get_examples(path, "test")
     report = processor.reports["test"]
     (logging.warning if report.num_malformed else logging.info)("%s", report.summary())
-    return [(e.text_a, e.text_b, e.label) for e in examples]
+    return [(e.text_a, e.text_b, e.label, e.source) for e in examples]
 
 
 # ----------------------------------------------------------------------------- model
@@ -135,17 +142,58 @@ def same_label_index(labels):
     return same[0]
 
 
+def pair_problems(text_a, text_b, tokenizer, max_seq_length):
+    """What makes a pair's score unreliable: mostly [UNK] tokens, or truncation."""
+    tokens = [tokenizer.tokenize(text) for text in (text_a, text_b)]
+    problems = []
+    for name, text_tokens in zip(("text_a", "text_b"), tokens, strict=True):
+        unknown = text_tokens.count(tokenization.UNK_TOKEN)
+        if not text_tokens:
+            problems.append(f"{name} has no tokens")
+        elif unknown * 2 > len(text_tokens):
+            problems.append(
+                f"most tokens of {name} are [UNK] ({unknown} of {len(text_tokens)}): the "
+                "vocabulary lacks its characters (emoji, another script)"
+            )
+    length = len(tokens[0]) + len(tokens[1]) + 3
+    if length > max_seq_length:
+        problems.append(
+            f"pair truncated to {max_seq_length} tokens (it has {length}): the end of the "
+            "longer text is not seen"
+        )
+    return problems
+
+
+def warn_about_pairs(pairs, tokenizer, max_seq_length):
+    """Log each pair's problems (the first MAX_PAIR_WARNINGS pairs), then the total."""
+    flagged = 0
+    for a, b, _, where in pairs:
+        problems = pair_problems(a, b, tokenizer, max_seq_length)
+        if not problems:
+            continue
+        flagged += 1
+        if flagged <= MAX_PAIR_WARNINGS:
+            logging.warning("pair %s (%.20s | %.20s): %s", where, a, b, "; ".join(problems))
+    if flagged > MAX_PAIR_WARNINGS:
+        logging.warning(
+            "%d pairs in all have such problems (%d more than shown)",
+            flagged,
+            flagged - MAX_PAIR_WARNINGS,
+        )
+
+
 def score_pairs(model, pairs):
-    """Probability of "same meaning" for each (text_a, text_b, _) pair."""
+    """Probability of "same meaning" for each (text_a, text_b, _, _) pair."""
     import inference
 
     predictor, tokenizer, max_seq_length, same_index = model
-    if tokenizer is None:  # a SavedModel: raw text in
-        texts_a, texts_b = [a for a, _, _ in pairs], [b for _, b, _ in pairs]
+    if tokenizer is None:  # a SavedModel: raw text in, its own tokenizer
+        texts_a, texts_b = [a for a, *_ in pairs], [b for _, b, *_ in pairs]
         outputs = inference.predict_texts(predictor, texts_a, texts_b, FLAGS.batch_size)
         return outputs["probabilities"][:, same_index]
+    warn_about_pairs(pairs, tokenizer, max_seq_length)
     examples = [
-        classifier_data.InputExample(str(i), a, b, None) for i, (a, b, _) in enumerate(pairs)
+        classifier_data.InputExample(str(i), a, b, None) for i, (a, b, *_) in enumerate(pairs)
     ]
     features = classifier_data.convert_examples_to_features(examples, [], max_seq_length, tokenizer)
     outputs = inference.predict(predictor, features, FLAGS.batch_size, max_seq_length)
@@ -163,7 +211,7 @@ def interactive_pairs():
             b = input("sentence 2: ").strip()
             if not b:
                 return
-            yield (a, b, None)
+            yield (a, b, None, "entered")
     else:
         for line_number, line in enumerate(sys.stdin, start=1):
             fields = line.rstrip("\r\n").split("\t")
@@ -171,7 +219,7 @@ def interactive_pairs():
                 if line.strip():
                     logging.warning("stdin:%d: expected text_a<TAB>text_b, skipped", line_number)
                 continue
-            yield (fields[0].strip(), fields[1].strip(), None)
+            yield (fields[0].strip(), fields[1].strip(), None, f"stdin:{line_number}")
 
 
 def define_flags():
@@ -221,11 +269,11 @@ def main(argv):
     if not pairs:
         raise errors.AlbertError("no sentence pairs to score")
     probabilities = score_pairs(model, pairs)
-    for (a, b, _), probability in zip(pairs, probabilities, strict=True):
+    for (a, b, *_), probability in zip(pairs, probabilities, strict=True):
         print(f"{probability:.4f}\t{a}\t{b}")
     labels = [
         (p, int(label))
-        for (_, _, label), p in zip(pairs, probabilities, strict=True)
+        for (_, _, label, _), p in zip(pairs, probabilities, strict=True)
         if label is not None
     ]
     if labels:

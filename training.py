@@ -13,7 +13,10 @@ one place for:
 4. The loop, `Trainer.train`: `iterations_per_loop` steps run inside ONE tf.function
    (a `tf.range` loop calling `strategy.run` per step), then the host logs, writes TensorBoard
    summaries and checkpoints, as TPUEstimator does. A step = k micro-batches of gradient
-   accumulation, one all-reduce (sum) of the gradients, one optimizer update.
+   accumulation, one all-reduce (sum) of the gradients, one optimizer update. On a machine
+   where such a call would run for minutes (1000 steps on a CPU), it is split into calls of
+   about TARGET_CALL_SECONDS, so that progress (step, rate, ETA) is logged at least every
+   PROGRESS_SECONDS; the steps, their order and so the weights are the same.
 5. Checkpoints (files and policy in checkpoints.py): `output_dir/model.ckpt-<step>` holds the
    model variables under their original names, the optimizer slots (`<name>/adam_m` ...),
    `global_step` and the few extra things exact resumption needs under `training_state/...`
@@ -54,11 +57,13 @@ import tensorflow as tf
 from absl import logging
 
 import checkpoints
-from errors import AlbertError, first_line
+from errors import AlbertError, check_output_path, first_line
 
 PRECISIONS = {"fp32": tf.float32, "bf16": tf.bfloat16, "fp16": tf.float16}
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
 LOSS_NORMALIZER_EPSILON = 1e-5  # the originals' masked-LM denominator: sum(w) + 1e-5
+TARGET_CALL_SECONDS = 20.0  # a compiled call of several steps is sized to last about this
+PROGRESS_SECONDS = 30.0  # a progress line at least this often while a host loop runs
 TRAINING_STATE_PREFIX = checkpoints.TRAINING_STATE_PREFIX
 
 
@@ -228,13 +233,7 @@ def check_training_flags(fv):
     """The checks every training script needs, each a one-line AlbertError."""
     if not fv.output_dir:
         raise AlbertError("--output_dir is required")
-    if os.path.exists(fv.output_dir) and not os.path.isdir(fv.output_dir):
-        raise AlbertError(f"--output_dir={fv.output_dir} exists and is not a directory")
-    parent = os.path.dirname(os.path.abspath(fv.output_dir))
-    while parent and not os.path.exists(parent):
-        parent = os.path.dirname(parent)
-    if parent and not os.path.isdir(parent):
-        raise AlbertError(f"--output_dir={fv.output_dir}: {parent} is a file, not a directory")
+    check_output_path(fv.output_dir, "output_dir", directory=True)
     for name in (
         "train_batch_size",
         "eval_batch_size",
@@ -408,6 +407,16 @@ class Trainer:
         )
         self._train_steps = None
         self._kept_input = None  # (dataset_fn, its iterator, the step it stands at)
+        # Steps per compiled call: 1 for the first two calls (the first one compiles, the
+        # second one times a step), then sized to TARGET_CALL_SECONDS. Several workers must
+        # make the same calls, and their timings differ: they keep iterations_per_loop.
+        self._adapt_calls = not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+        self._calls = 0
+        self._steps_per_call = None
+        self._step_seconds = None  # measured time of one step, once known
+        self._last_progress = time.time()
+        self._find_damaged_input = None  # dataset_fn's find_damaged_file, if it has one
+        self.skipped_checkpoints = []  # (prefix, why) of the damaged ones restore_latest skipped
         self._eval_step = None
         self._writer = None
 
@@ -554,9 +563,9 @@ class Trainer:
         extras = set(self._extra_state())
         required = {n: v.shape.as_list() for n, v in named.items() if n not in extras}
         required["global_step"] = []
-        self._skipped_checkpoints.clear()
+        self.skipped_checkpoints.clear()
         readable = checkpoints.readable_step_checkpoints(
-            self.output_dir, required, skipped=self._skipped_checkpoints
+            self.output_dir, required, self.skipped_checkpoints
         )
         for prefix, values in readable:
             stored = checkpoints.checkpoint_variable_names(prefix)
@@ -582,7 +591,11 @@ class Trainer:
         checkpoint files none of which can be resumed is refused unless overwrite_output_dir
         (a fresh run would overwrite them). Returns the starting step.
         """
+        if self.is_chief:
+            checkpoints.remove_unfinished_files(self.output_dir)
         resumed = self.restore_latest() if self.output_dir else None
+        if resumed and self.is_chief:
+            checkpoints.point_state_file_at(self.output_dir, resumed)
         if resumed:
             if init_checkpoint:
                 logging.info(
@@ -591,13 +604,16 @@ class Trainer:
             return self.global_step
         if checkpoints.has_run_files(self.output_dir):
             if not self.overwrite_output_dir:
-                newest = (
-                    getattr(self, "_skipped_checkpoints", None) or ["no complete checkpoint"]
-                )[0]
+                skipped = self.skipped_checkpoints
+                why = (
+                    f": {os.path.basename(skipped[0][0])}: {skipped[0][1]}"
+                    if skipped
+                    else " (it has checkpoint files but no step checkpoint)"
+                )
                 raise AlbertError(
-                    f"cannot resume from {self.output_dir}: it holds checkpoint files of a run but "
-                    f"none can be read whole (newest: {newest}); pass --overwrite_output_dir to "
-                    "start over there, or use a new --output_dir"
+                    f"cannot resume from {self.output_dir}{why}; rerun with the config, --style "
+                    "and --optimizer of the run that wrote it, pass --overwrite_output_dir to "
+                    "start over there (its checkpoints are deleted), or use a new --output_dir"
                 )
             if self.is_chief:
                 checkpoints.clear_run_files(self.output_dir)
@@ -619,9 +635,14 @@ class Trainer:
             self._writer = tf.summary.create_file_writer(self.output_dir)
         return self._writer
 
+    def _eta(self, num_train_steps, fallback_step_seconds):
+        step_seconds = self._step_seconds or fallback_step_seconds
+        return time.strftime(
+            "%H:%M:%S", time.gmtime((num_train_steps - self.global_step) * step_seconds)
+        )
+
     def _log_loop(self, steps, losses, metrics, elapsed, global_batch_size, num_train_steps):
         examples_per_second = steps * global_batch_size / max(elapsed, 1e-9)
-        remaining = (num_train_steps - self.global_step) * elapsed / max(steps, 1)
         record = {
             "step": self.global_step,
             "loss": float(np.mean(losses)),
@@ -642,15 +663,29 @@ class Trainer:
             record["loss"],
             " ".join(f"{k} {record[k]:.4f}" for k in metrics),
             examples_per_second,
-            time.strftime("%H:%M:%S", time.gmtime(remaining)),
+            self._eta(num_train_steps, elapsed / max(steps, 1)),
         )
+        self._last_progress = time.time()
         writer = self._summary_writer()
         if writer is not None:
             write_scalars(
                 writer, self.global_step, {k: v for k, v in record.items() if k != "step"}
             )
-            with open(os.path.join(self.output_dir, "train_log.jsonl"), "a") as f:
-                f.write(json.dumps(record) + "\n")
+            append_jsonl(os.path.join(self.output_dir, "train_log.jsonl"), record)
+
+    def _log_progress(self, num_train_steps, global_batch_size):
+        """A short line between two loop logs, at most every PROGRESS_SECONDS."""
+        if time.time() - self._last_progress < PROGRESS_SECONDS or not self._step_seconds:
+            return
+        logging.info(
+            "step %d/%d, %.2f steps/s, %.1f examples/s, ETA %s",
+            self.global_step,
+            num_train_steps,
+            1.0 / self._step_seconds,
+            global_batch_size / self._step_seconds,
+            self._eta(num_train_steps, self._step_seconds),
+        )
+        self._last_progress = time.time()
 
     # -- training -----------------------------------------------------------------------------
 
@@ -689,7 +724,9 @@ class Trainer:
         try:
             losses, metrics = self._train_steps(iterator, tf.constant(num_steps, tf.int32))
         except tf.errors.DataLossError as e:
-            raise AlbertError(_corrupt_input_message(e, self.global_step)) from None
+            raise AlbertError(
+                _corrupt_input_message(e, self.global_step, self._find_damaged_input)
+            ) from None
         self.global_step += num_steps
         return losses.numpy(), {k: (float(v[0]), float(v[1])) for k, v in metrics.items()}
 
@@ -729,6 +766,7 @@ class Trainer:
         else:
             kept = None  # an old iterator goes before a new one starts
             iterator = self.make_iterator(dataset_fn, start_step=self.global_step)
+        self._find_damaged_input = getattr(dataset_fn, "find_damaged_file", None)
         while self.global_step < num_train_steps:
             segment_end = num_train_steps
             if save_every:
@@ -738,7 +776,9 @@ class Trainer:
             while self.global_step < segment_end:
                 steps = min(iterations_per_loop, segment_end - self.global_step)
                 began = time.time()
-                losses, metrics = self.run_steps(iterator, steps)
+                losses, metrics = self._run_loop(
+                    iterator, steps, num_train_steps, global_batch_size
+                )
                 elapsed = time.time() - began
                 if not np.all(np.isfinite(losses)) and self.precision != "fp16":
                     raise AlbertError(
@@ -755,6 +795,43 @@ class Trainer:
         # distributed iterator is deleted (see `distribute`).
         self._kept_input = (dataset_fn, iterator, self.global_step)
         return self.history
+
+    def _run_loop(self, iterator, steps, num_train_steps, global_batch_size):
+        """`steps` steps as one compiled call, or as several shorter ones (see _call_length).
+
+        Returns what run_steps returns, over all the steps.
+        """
+        all_losses, totals = [], None
+        while steps > 0:
+            n = self._call_length(steps)
+            if self._calls == 0:
+                logging.info("compiling the training step (the first call takes longest)")
+            began = time.time()
+            losses, metrics = self.run_steps(iterator, n)
+            self._time_call(n, time.time() - began)
+            all_losses.append(losses)
+            totals = metrics if totals is None else _add_pairs(totals, metrics)
+            steps -= n
+            if steps:
+                self._log_progress(num_train_steps, global_batch_size)
+        return np.concatenate(all_losses), totals
+
+    def _call_length(self, steps):
+        """Steps for the next compiled call, at most `steps` (the rest of the host loop)."""
+        if not self._adapt_calls:
+            return steps
+        if self._steps_per_call is None:
+            return 1  # the first call compiles, the second times one step
+        return min(steps, self._steps_per_call)
+
+    def _time_call(self, steps, seconds):
+        """Learn the step time from a call and size the next calls to TARGET_CALL_SECONDS."""
+        self._calls += 1
+        if self._calls == 1:
+            logging.info("first call (tracing and compiling, %d step) took %.1fs", steps, seconds)
+            return
+        self._step_seconds = seconds / steps
+        self._steps_per_call = max(1, int(TARGET_CALL_SECONDS / max(self._step_seconds, 1e-9)))
 
     def release_input(self):
         """Delete the input iterator kept for a next train() call (frees its buffers)."""
@@ -797,7 +874,8 @@ class Trainer:
             except StopIteration:
                 break
             except tf.errors.DataLossError as e:
-                raise AlbertError(_corrupt_input_message(e, self.global_step)) from None
+                find = getattr(dataset_fn, "find_damaged_file", None)
+                raise AlbertError(_corrupt_input_message(e, self.global_step, find)) from None
             values = tf.nest.map_structure(
                 lambda t: t.numpy().astype(np.float64), self._eval_step(batch)
             )
@@ -823,11 +901,41 @@ class Trainer:
         return results
 
 
-def _corrupt_input_message(error, step):
+def _corrupt_input_message(error, step, find_damaged_file=None):
+    """TF names neither the file nor the fix; `find_damaged_file(error)` (a dataset_fn's, if
+    it has one) finds the file by reading the input files again."""
+    where = find_damaged_file(error) if find_damaged_file else None
+    if where:
+        return (
+            f"corrupt input data at step {step} in {where}: the file is damaged or truncated; "
+            "regenerate it or leave it out of the input list"
+        )
     return (
         f"corrupt input data at step {step} ({first_line(error)}): a TFRecord "
         "file is damaged or truncated; regenerate it or leave it out of the input list"
     )
+
+
+def _add_pairs(a, b):
+    """{name: (sum, count)} + {name: (sum, count)}, on the host."""
+    return {k: (a[k][0] + b[k][0], a[k][1] + b[k][1]) for k in a}
+
+
+def append_jsonl(path, record):
+    """Append one JSON line; a line torn by a killed run is ended first, so that it spoils
+    only itself and not the record after it."""
+    line = json.dumps(record, ensure_ascii=False) + "\n"
+    if "://" in path:  # cloud storage: no partial appends to repair
+        with tf.io.gfile.GFile(path, "a") as f:
+            f.write(line)
+        return
+    with open(path, "a+b") as f:
+        f.seek(0, os.SEEK_END)
+        if f.tell():
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                f.write(b"\n")
+        f.write(line.encode("utf-8"))
 
 
 def write_eval_results(path, results, header=None):
