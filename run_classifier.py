@@ -23,7 +23,6 @@ Checkpoints keep the original names (`bert/...`, `output_weights`, `output_bias`
 `global_step`), so the original code, export_savedmodel.py and similarity.py read them.
 """
 
-import itertools
 import json
 import os
 import time
@@ -324,66 +323,6 @@ def make_loss_fn(model):
     return loss_fn
 
 
-def make_train_dataset_fn(
-    features,
-    global_batch_size,
-    num_replicas,
-    max_seq_length,
-    fixed_length,
-    data_seed,
-    num_train_steps,
-):
-    """dataset_fn(input_context, start_step) for Trainer.train: per-replica padded batches.
-
-    One stream of batches: epoch e is shuffled with `data_seed` + e, and step s reads batches
-    s * num_replicas ... (s + 1) * num_replicas - 1 of it, so training (re)started at any step
-    reads what an uninterrupted run would. The dataset ends after step `num_train_steps`.
-    With several input pipelines, pipeline p takes every p-th batch of the stream. Fixed
-    padding also drops partial batches, so that every shape is static (TPU).
-    """
-
-    def dataset_fn(input_context=None, start_step=0):
-        pipelines = input_context.num_input_pipelines if input_context else 1
-        pipeline_id = input_context.input_pipeline_id if input_context else 0
-        per_replica = global_batch_size // num_replicas
-        start_batch = start_step * num_replicas
-        stream = classifier_data.training_batch_stream(
-            features.lengths,
-            per_replica,
-            data_seed,
-            start_batch=start_batch,
-            bucket=not fixed_length,
-            drop_remainder=fixed_length,
-        )
-        count = max(0, num_train_steps - start_step) * num_replicas
-        batches = [
-            indices
-            for j, indices in enumerate(itertools.islice(stream, count), start=start_batch)
-            if j % pipelines == pipeline_id
-        ]
-        return classifier_data.make_dataset(
-            features,
-            batches,
-            max_seq_length,
-            fixed_length=fixed_length,
-            batch_size=per_replica if fixed_length else None,
-        )
-
-    return dataset_fn
-
-
-def epoch_end_steps(num_train_steps, steps_per_epoch):
-    """Global steps after which the dev set is evaluated: every epoch end, and the last step."""
-    if not (FLAGS.do_eval and FLAGS.eval_every_epoch):
-        return [num_train_steps]
-    ends = []
-    epoch = 1
-    while round(epoch * steps_per_epoch) < num_train_steps:
-        ends.append(int(round(epoch * steps_per_epoch)))
-        epoch += 1
-    return ends + [num_train_steps]
-
-
 def train(strategy, model, features, evaluate_dev):
     """Fine-tune with the shared training loop; evaluate the dev set after every epoch.
 
@@ -445,7 +384,7 @@ def train(strategy, model, features, evaluate_dev):
         replicas,
         "fixed" if FLAGS.fixed_length else "dynamic (length-bucketed)",
     )
-    dataset_fn = make_train_dataset_fn(
+    dataset_fn = classifier_data.make_train_dataset_fn(
         features,
         FLAGS.train_batch_size,
         replicas,
@@ -454,7 +393,11 @@ def train(strategy, model, features, evaluate_dev):
         FLAGS.seed,
         num_train_steps,
     )
-    for end_step in epoch_end_steps(num_train_steps, steps_per_epoch):
+    if FLAGS.do_eval and FLAGS.eval_every_epoch:
+        end_steps = classifier_data.epoch_end_steps(num_train_steps, steps_per_epoch)
+    else:
+        end_steps = [num_train_steps]
+    for end_step in end_steps:
         if end_step <= trainer.global_step:
             continue
         start = time.time()

@@ -16,6 +16,7 @@ import ner_data
 import tokenization
 from errors import AlbertError
 from ner_data import Entity
+from tests import padding_oracle
 from tests.conftest import shared_data
 
 seqeval_metrics = pytest.importorskip("seqeval.metrics")
@@ -360,14 +361,23 @@ def test_features_batches_and_dataset(cluener, tokenizer):
         assert mask[0] == 0 and mask[-1] == 0 and mask[1] == 1
         assert not features.label_ids[row][mask == 0].any()
     batches = classifier_data.make_batches(features.lengths, 8, shuffle=True, seed=3)
-    batch = ner_data.pad_batch(features, batches[0], 24)
+    batch = padding_oracle.pad_batch(features, batches[0], 24)
     assert set(batch) == {"input_ids", "input_mask", "segment_ids", "label_ids", "label_mask"}
     assert batch["input_ids"].shape[1] in (16, 24)
     assert (batch["input_mask"].sum(1) == features.lengths[batches[0]]).all()
 
-    dataset = ner_data.make_dataset(features, batches, 24)
+    # the one padding pipeline (classifier_data.make_dataset) pads every per-token column
+    dataset = classifier_data.make_dataset(features, batches, 24)
     for indices, element in zip(batches, dataset, strict=True):
-        expected = ner_data.pad_batch(features, indices, 24)
+        expected = padding_oracle.pad_batch(features, indices, 24)
+        assert set(element) == set(expected)
+        for name, value in expected.items():
+            np.testing.assert_array_equal(element[name].numpy(), value)
+    full = [b for b in batches if len(b) == 8]
+    fixed = classifier_data.make_dataset(features, full, 24, fixed_length=True, batch_size=8)
+    assert fixed.element_spec["label_mask"].shape.as_list() == [8, 24]
+    for indices, element in zip(full, fixed, strict=True):
+        expected = padding_oracle.pad_batch(features, indices, 24, fixed_length=True)
         for name, value in expected.items():
             np.testing.assert_array_equal(element[name].numpy(), value)
 
