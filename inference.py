@@ -217,6 +217,11 @@ def load_classifier(ckpt_path, config_file, num_labels=None, style=None):
             f"{path} has no classifier head (output_weights): it is not a fine-tuned "
             "classifier; fine-tune it with run_classifier.py first"
         )
+    if heads.token_level:
+        raise AlbertError(
+            f"{path} is a token classifier (NER, run_ner.py), not a sentence classifier; "
+            "export it with export_savedmodel.py (signature token_classifier)"
+        )
     if num_labels is not None and heads.num_labels != num_labels:
         raise AlbertError(
             f"{path} has {heads.num_labels} classes but {num_labels} labels were expected"
