@@ -84,14 +84,15 @@ def token_classifier_outputs(
 
     tag_ids are `model.decode`: argmax for a softmax head, Viterbi with the tag scheme's
     constraints for a CRF. label_mask defaults to `serving_label_mask(input_mask)`.
-    decode_row_by_row decodes one row at a time in a while loop: the same tags, and the
-    only form of the CRF's tf.scan that TFLite builtins express for a dynamic batch (its
-    TensorList elements need a static shape, here [1, K]).
+    decode_row_by_row (when the batch size is not static) decodes one row at a time in a
+    while loop: the same tags, and the only form of the CRF's tf.scan that TFLite builtins
+    express for a dynamic batch (its TensorList elements need a static shape, here [1, K];
+    with a static batch, e.g. TFLite's [1, S], the batched scan has one already).
     """
     logits = model(input_ids, input_mask, segment_ids, training=False)
     if label_mask is None:
         label_mask = serving_label_mask(input_mask)
-    if decode_row_by_row:
+    if decode_row_by_row and logits.shape[0] is None:
         tag_ids = _decode_rows(model, logits, label_mask)
     else:
         tag_ids = model.decode(logits, label_mask)
@@ -113,6 +114,7 @@ def _decode_rows(model, logits, label_mask):
         (tf.constant(0), tf.zeros([0, length], tf.int32)),
         shape_invariants=(tf.TensorShape([]), tf.TensorShape([None, None])),
     )
+    tag_ids.set_shape(logits.shape[:2])  # static again when the input's shape is
     return tag_ids
 
 
