@@ -377,7 +377,7 @@ def _cluener_entities(label, text, allowed_types):
     entities = []
     for entity_type, mentions in label.items():
         if allowed_types is not None and entity_type not in allowed_types:
-            return None, f"unknown entity type {entity_type!r} (not in --labels)"
+            return None, f"unknown entity type {entity_type!r} (no such type in train or --labels)"
         if not isinstance(mentions, dict):
             return None, f"label {entity_type!r} is not an object of entity -> offsets"
         for mention, offsets in mentions.items():
@@ -462,7 +462,9 @@ def _bio_sentence(block, path, scheme, allowed, report, examples):
             report.bad_row(line_number, f"{tag!r} is not a {scheme} tag{hint}", line)
             return
         if tag is not None and allowed is not None and tag not in allowed:
-            report.bad_row(line_number, f"unknown tag {tag!r} (not in --labels)", line)
+            report.bad_row(
+                line_number, f"unknown tag {tag!r} (no such tag in train or --labels)", line
+            )
             return
         tokens.append(token)
         tags.append(tag)

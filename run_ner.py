@@ -71,9 +71,7 @@ def define_flags(flag_values=FLAGS):
     """Define the flags (not on import: tests define them on their own FlagValues)."""
     fv = flag_values
     training.define_training_flags(fv, keep_checkpoint_max=5, optimizer="adamw")
-    flags.DEFINE_enum(
-        "task_name", None, sorted(TASK_FILES), "cluener or bio (see the docstring).", flag_values=fv
-    )
+    flags.DEFINE_string("task_name", None, "cluener or bio (see the docstring).", flag_values=fv)
     flags.DEFINE_string(
         "data_dir", None, "Directory with the task's train/dev/test files.", flag_values=fv
     )
@@ -94,11 +92,10 @@ def define_flags(flag_values=FLAGS):
     flags.DEFINE_integer(
         "num_train_steps", None, "Train this many steps instead of epochs.", flag_values=fv
     )
-    flags.DEFINE_enum(
+    flags.DEFINE_string(
         "tag_scheme",
         "BIO",
-        sorted(ner_data.SCHEMES),
-        "Tag scheme: of the bio files, and of the tags the model predicts.",
+        "BIO, BIOES or BMES: the scheme of the bio files and of the tags the model predicts.",
         flag_values=fv,
     )
     flags.DEFINE_list(
@@ -123,11 +120,10 @@ def define_flags(flag_values=FLAGS):
         "Tokens between the starts of the windows of a long sentence (default: half a window).",
         flag_values=fv,
     )
-    flags.DEFINE_enum(
+    flags.DEFINE_string(
         "units",
         "char",
-        list(ner_data.UNITS),
-        "Label unit: every character (entities may start inside a Latin word) or each word.",
+        "Label unit: char (every character; entities may start inside a Latin word) or word.",
         flag_values=fv,
     )
     flags.DEFINE_float("weight_decay_rate", 0.01, "Decoupled weight decay.", flag_values=fv)
@@ -165,6 +161,17 @@ def validate_flags():
     if not (FLAGS.do_train or FLAGS.do_eval or FLAGS.do_predict):
         raise errors.AlbertError(
             "nothing to do: pass at least one of --do_train, --do_eval, --do_predict"
+        )
+    # Strings checked here, not absl enums: a mistake is then one `error:` line (exit 2).
+    FLAGS.task_name = FLAGS.task_name.lower()
+    if FLAGS.task_name not in TASK_FILES:
+        raise errors.AlbertError(
+            f"unknown --task_name {FLAGS.task_name!r}: use {' or '.join(sorted(TASK_FILES))}"
+        )
+    FLAGS.tag_scheme = ner_data.check_scheme(FLAGS.tag_scheme)
+    if FLAGS.units not in ner_data.UNITS:
+        raise errors.AlbertError(
+            f"unknown --units {FLAGS.units!r}: use {' or '.join(ner_data.UNITS)}"
         )
     training.check_training_flags(FLAGS)
     config_file = checkpoints.config_file_from_flags(FLAGS)
@@ -715,15 +722,16 @@ def run(strategy, config, tokenizer):
     train_examples = None
     if FLAGS.do_train:
         train_examples, _ = read_split("train", FLAGS.tag_scheme, tags_from_flag())
+        weights_from = FLAGS.init_checkpoint
+    else:  # evaluate / predict a trained model
+        weights_from = inference_checkpoint(trainer_ran=False)
     tags, scheme = tagging_setup(train_examples)
     if FLAGS.do_train:
         use_crf = FLAGS.use_crf
         if FLAGS.init_checkpoint and not checkpoints.latest_checkpoint(FLAGS.output_dir):
             check_init_checkpoint(len(tags))
         check_resumable(tags, scheme, use_crf)
-        weights_from = FLAGS.init_checkpoint
-    else:  # evaluate / predict a trained model: its head decides
-        weights_from = inference_checkpoint(trainer_ran=False)
+    else:  # the model's own head decides
         heads = checkpoints.checkpoint_heads(weights_from)
         use_crf = heads.crf
         if heads.num_labels != len(tags):

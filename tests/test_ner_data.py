@@ -170,7 +170,7 @@ def test_cluener_bad_rows_are_counted_or_fatal_when_strict(tmp_path):
     summary = report.summary()
     for fragment in (":2: offsets [1, 3] hold '商银行', not the entity '浙商银行'", ":3: offsets"):
         assert fragment in summary
-    assert "1 unknown entity type 'bank' (not in --labels)" in summary
+    assert "1 unknown entity type 'bank' (no such type in train or --labels)" in summary
     assert "dropped name 0-1 '叶老'" in summary
 
     with pytest.raises(AlbertError) as error:
@@ -214,7 +214,7 @@ def test_bio_reading_with_repairs_unknown_tags_and_empty_sentences(tmp_path):
     assert examples[2].line_numbers == [8, 9, 10] and examples[2].line_spans[1] == (1, 2)
     assert report.corrected == {"I- without B- (read as B-, like seqeval)": 1}
     assert "train.txt:9: I-LOC after O" in report.summary()
-    assert report.malformed == {"unknown tag 'B-XYZ' (not in --labels)": 1}
+    assert report.malformed == {"unknown tag 'B-XYZ' (no such tag in train or --labels)": 1}
     assert report.skipped == {"empty sentences": 1}  # the line holding a full-width space
 
     with pytest.raises(AlbertError, match=r"train.txt:9: malformed row \(I-LOC after O"):
