@@ -282,7 +282,8 @@ def tags_from_flag():
 
 
 def existing_model_info():
-    """model_info.json of a run_ner.py model to evaluate: --output_dir's, else --init_checkpoint's."""
+    """(model_info, its directory) of the run_ner.py model to evaluate: --output_dir's, else
+    --init_checkpoint's; (None, None) if neither has one."""
     candidates = [FLAGS.output_dir]
     if FLAGS.init_checkpoint:
         init = FLAGS.init_checkpoint
@@ -449,7 +450,7 @@ def write_model_info(config, tags, scheme, use_crf, style):
     checkpoints.write_model_info(FLAGS.output_dir, config, FLAGS.vocab_file, info)
 
 
-# ----------------------------------------------------------------------------- predicting and scoring
+# ----------------------------------------------------------------------------- predict, score
 
 
 def tag_ids_output(model, input_ids, input_mask, segment_ids, label_mask):
