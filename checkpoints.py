@@ -15,8 +15,10 @@ Every script goes through this module to turn a path into weights:
   under the google-style TF names, so every reader below works on both. `model_config`,
   `tokenizer_files` and `label_names` give the config, vocab and class names that come with
   a checkpoint directory of either kind.
-* What is in it. `checkpoint_heads` says which heads a checkpoint holds; `build_models` builds
-  the encoder plus exactly those heads around ONE shared encoder and loads them.
+* What is in it. `checkpoint_heads` says which heads a checkpoint holds (a root
+  `output_weights` is a sequence classifier, or a token classifier when the model_info.json
+  beside it says so or a CRF is there); `build_models` builds the encoder plus exactly those
+  heads around ONE shared encoder and loads them.
 * Training runs. `output_dir/model.ckpt-<step>` files, the `checkpoint` state file (rewritten
   atomically, after the files it names are complete), pruning, and resumption that trusts a
   checkpoint only after reading it whole (`readable_step_checkpoints`): a damaged newest
@@ -46,6 +48,7 @@ CONFIG_COPY = "albert_config.json"
 VOCAB_COPY = "vocab.txt"
 MODEL_INFO_FILE = "model_info.json"
 LEGACY_MODEL_INFO_FILE = "classifier_info.json"  # what run_classifier.py wrote before
+TOKEN_CLASSIFICATION = "token_classification"  # model_info.json "task" of run_ner.py models
 STATE_FILE = "checkpoint"
 LOCK_FILE = "albert_zh.lock"
 TRAINING_STATE_PREFIX = "training_state/global_step/"  # ignored by every checkpoint reader
@@ -424,7 +427,13 @@ class Heads:
 
     masked_lm: bool  # cls/predictions (a pretrained model, or an HF AlbertForMaskedLM)
     sentence_order: bool  # cls/seq_relationship
-    num_labels: int | None  # root output_weights: a fine-tuned classifier
+    num_labels: int | None  # root output_weights [C, H]: a fine-tuned classifier
+    # Sequence and token classifiers store the same output_weights [C, H]; a token classifier
+    # (run_ner.py) is told by its model_info.json (task "token_classification") or its CRF.
+    token_level: bool = False
+    crf: bool = False  # output_transitions: a linear-chain CRF over the tags
+    tags: tuple | None = None  # a token classifier's tag names (model_info.json "labels")
+    tag_scheme: str | None = None  # and their scheme (BIO, BIOES, BMES)
 
     @property
     def pretraining(self):
@@ -433,12 +442,27 @@ class Heads:
 
 
 def checkpoint_heads(ckpt_path):
-    names = checkpoint_variable_names(ckpt_path)
+    """The Heads of a checkpoint, from its variable names and the model_info.json beside it."""
+    path = resolve_checkpoint_path(ckpt_path)
+    names = checkpoint_variable_names(path)
     num_labels = names["output_weights"][0] if "output_weights" in names else None
+    crf = "output_transitions" in names
+    info = read_model_info(os.path.dirname(path)) or {}
+    token_level = crf or bool(num_labels and info.get("task") == TOKEN_CLASSIFICATION)
+    tags = tuple(info["labels"]) if token_level and info.get("labels") else None
+    if tags is not None and len(tags) != num_labels:
+        raise AlbertError(
+            f"{os.path.dirname(path)}/{MODEL_INFO_FILE} lists {len(tags)} tags but {path} has "
+            f"{num_labels} (output_weights): the file belongs to another model; remove it"
+        )
     return Heads(
         masked_lm="cls/predictions/output_bias" in names,
         sentence_order="cls/seq_relationship/output_weights" in names,
         num_labels=num_labels,
+        token_level=token_level,
+        crf=crf,
+        tags=tags,
+        tag_scheme=info.get("tag_scheme") if tags else None,
     )
 
 
@@ -476,11 +500,12 @@ class Models:
     encoder: modeling.AlbertModel
     pretraining: modeling.AlbertForPretraining | None = None
     classifier: modeling.AlbertForClassification | None = None
+    token_classifier: modeling.AlbertForTokenClassification | None = None
 
     def named_variables(self):
         """Every loaded variable once, by original name (the absent heads left out)."""
         named = dict(self.encoder.named_variables())
-        for model in (self.pretraining, self.classifier):
+        for model in (self.pretraining, self.classifier, self.token_classifier):
             if model is not None:
                 named.update(model.named_variables())
         absent = [p for p, there in _pretraining_prefixes(self.heads) if not there]
@@ -506,15 +531,40 @@ def build_models(config, ckpt_path, style=None):
     if heads.masked_lm or heads.sentence_order:
         models.pretraining = modeling.AlbertForPretraining(config, style=style, encoder=encoder)
         load_checkpoint(models.pretraining, path, allow_missing=absent)
-    if heads.num_labels:
+    if heads.num_labels and heads.token_level:
+        models.token_classifier = build_token_classifier(config, heads, style, encoder)
+        load_checkpoint(models.token_classifier, path, allow_missing=())
+    elif heads.num_labels:
         models.classifier = modeling.AlbertForClassification(
             config, heads.num_labels, style=style, classifier_dropout=0.0, encoder=encoder
         )
         load_checkpoint(models.classifier, path, allow_missing=())
-    if models.pretraining is None and models.classifier is None:
+    if all(m is None for m in (models.pretraining, models.classifier, models.token_classifier)):
         load_checkpoint(encoder, path, allow_missing=())
     logging.info("loaded %s (%s style)", path, style)
     return models
+
+
+def build_token_classifier(config, heads, style, encoder=None):
+    """An (unloaded) AlbertForTokenClassification for a checkpoint's Heads; a CRF decodes with
+    its tag scheme's constraints when the tags are known (from model_info.json)."""
+    allowed = None
+    if heads.crf and heads.tags:
+        allowed = modeling.crf_allowed_transitions(heads.tags, heads.tag_scheme or "BIO")
+    elif heads.crf:
+        logging.warning(
+            "CRF checkpoint without a model_info.json naming its tags: decoding without the "
+            "tag scheme's constraints"
+        )
+    return modeling.AlbertForTokenClassification(
+        config,
+        heads.num_labels,
+        style=style,
+        classifier_dropout=0.0,
+        use_crf=heads.crf,
+        allowed_transitions=allowed,
+        encoder=encoder,
+    )
 
 
 # ----------------------------------------------------------------------------------------------

@@ -9,6 +9,13 @@ The SavedModel has these signatures (all int32 inputs of shape [batch, seq], bot
   * classifier(input_ids, input_mask, segment_ids)
         -> probabilities [batch, num_labels]
         (only when the checkpoint has a fine-tuned classifier: root `output_weights`/`output_bias`)
+  * token_classifier(input_ids, input_mask, segment_ids)
+        -> tag_ids [batch, seq] int32, probabilities [batch, seq, num_tags] float32
+        (only for a run_ner.py model: tag ids index model_info.json's "labels"; a CRF is
+        decoded inside the graph by Viterbi under the tag scheme's constraints, a softmax
+        head by argmax. Tags are predicted for every real token but the first ([CLS]) and
+        the last ([SEP]); those and padding get 0. probabilities are the per-token softmax
+        (of the emission scores for a CRF).)
 
 When the checkpoint names its classes (an HF directory's id2label, a run_classifier.py output's
 model_info.json), `loaded.label_names` holds them by class id. --init_checkpoint may be a
@@ -166,6 +173,7 @@ class AlbertExportModule(tf.Module):
         # The pretraining signature needs both heads (an HF AlbertForMaskedLM has one).
         self.pretraining = models.pretraining if models.heads.pretraining else None
         self.classifier = models.classifier
+        self.token_classifier = models.token_classifier
         self.style = models.style
         self.config_json = tf.Variable(
             config.to_json_string(), trainable=False, name="albert_config_json"
@@ -184,6 +192,10 @@ class AlbertExportModule(tf.Module):
         if self.classifier is not None:
             self.serve_classifier = tf.function(
                 self._classify, input_signature=[ids, mask, segments]
+            )
+        if self.token_classifier is not None:
+            self.serve_token_classifier = tf.function(
+                self._tag, input_signature=[ids, mask, segments]
             )
 
     def _encode(self, input_ids, input_mask, segment_ids):
@@ -207,6 +219,11 @@ class AlbertExportModule(tf.Module):
             self.classifier, input_ids, input_mask, segment_ids
         )
 
+    def _tag(self, input_ids, input_mask, segment_ids):
+        return inference.token_classifier_outputs(
+            self.token_classifier, input_ids, input_mask, segment_ids
+        )
+
     def signature_functions(self):
         """dict signature name -> tf.function (with its input_signature)."""
         functions = {"serving_default": self.serve_encoder}
@@ -214,6 +231,8 @@ class AlbertExportModule(tf.Module):
             functions["pretraining"] = self.serve_pretraining
         if self.classifier is not None:
             functions["classifier"] = self.serve_classifier
+        if self.token_classifier is not None:
+            functions["token_classifier"] = self.serve_token_classifier
         return functions
 
     def signatures(self):

@@ -1000,10 +1000,19 @@ class AlbertForTokenClassification(_ModelWithHeads):
         return tf.zeros([self.num_labels, self.num_labels]), zeros, zeros
 
     def loss(self, logits, label_ids, label_mask):
-        """Scalar training loss over the label_mask positions.
+        """Scalar training loss over the label_mask positions: loss_sum / loss_weight.
 
         CRF: the negative log-likelihood per sequence, averaged over the sequences that have a
         label. Otherwise: token cross-entropy averaged over the labelled tokens.
+        """
+        weight = self.loss_weight(label_mask)
+        return self.loss_sum(logits, label_ids, label_mask) / tf.maximum(weight, 1.0)
+
+    def loss_sum(self, logits, label_ids, label_mask):
+        """The loss summed over the batch (training.py's contract: sums, divided globally).
+
+        CRF: the sum of the sequences' negative log-likelihoods. Otherwise: the sum of the
+        labelled tokens' cross-entropies.
         """
         mask = tf.cast(label_mask, tf.float32)
         label_ids = tf.cast(label_ids, tf.int32)
@@ -1011,12 +1020,19 @@ class AlbertForTokenClassification(_ModelWithHeads):
             log_likelihood = crf_log_likelihood(
                 logits, label_ids, label_mask, *self.crf_parameters()
             )
-            labelled = tf.cast(tf.reduce_any(label_mask > 0, axis=1), tf.float32)
-            return -tf.reduce_sum(log_likelihood * labelled) / tf.maximum(
-                tf.reduce_sum(labelled), 1.0
-            )
+            return -tf.reduce_sum(log_likelihood * self._labelled_rows(label_mask))
         per_token = tf.nn.sparse_softmax_cross_entropy_with_logits(label_ids, logits)
-        return tf.reduce_sum(per_token * mask) / tf.maximum(tf.reduce_sum(mask), 1.0)
+        return tf.reduce_sum(per_token * mask)
+
+    def loss_weight(self, label_mask):
+        """What loss_sum is a sum over: labelled sequences (CRF) or labelled tokens."""
+        if self.use_crf:
+            return tf.reduce_sum(self._labelled_rows(label_mask))
+        return tf.reduce_sum(tf.cast(label_mask, tf.float32))
+
+    @staticmethod
+    def _labelled_rows(label_mask):
+        return tf.cast(tf.reduce_any(tf.cast(label_mask, tf.int32) > 0, axis=1), tf.float32)
 
     def decode(self, logits, label_mask):
         """[B, S] predicted tag ids at the label_mask positions (0 elsewhere)."""

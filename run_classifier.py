@@ -25,7 +25,6 @@ optional. Checkpoints keep the original names (`bert/...`, `output_weights`, `ou
 `global_step`), so the original code, export_savedmodel.py and similarity.py read them.
 """
 
-import itertools
 import json
 import os
 import time
@@ -52,88 +51,12 @@ def define_flags(flag_values=FLAGS):
     """Define the flags (on import they are not: run_pretraining.py shares many names, and
     tests define them on their own FlagValues)."""
     fv = flag_values
-    training.define_training_flags(fv, keep_checkpoint_max=5, optimizer="adamw")
-    # The original's task flags.
-    flags.DEFINE_string(
-        "data_dir", None, "Directory with the task's train/dev/test files.", flag_values=fv
-    )
+    training.define_fine_tuning_flags(fv)
     flags.DEFINE_string(
         "task_name", None, "Task: " + ", ".join(sorted(classifier_data.PROCESSORS)), flag_values=fv
     )
-    flags.DEFINE_string(
-        "vocab_file",
-        None,
-        "The vocab.txt of the model (default: the one in --init_checkpoint's directory).",
-        flag_values=fv,
-    )
-    flags.DEFINE_bool(
-        "do_lower_case",
-        True,
-        "Lower-case the input (True for the Chinese models; default: what a Hugging Face "
-        "--init_checkpoint's tokenizer_config.json says).",
-        flag_values=fv,
-    )
-    flags.DEFINE_bool(
-        "do_predict",
-        False,
-        "Predict the test split (scored too when it is labelled).",
-        flag_values=fv,
-    )
-    flags.DEFINE_integer("predict_batch_size", 8, "Prediction batch size.", flag_values=fv)
-    flags.DEFINE_float(
-        "num_train_epochs", 3.0, "Training epochs (may be fractional).", flag_values=fv
-    )
-    flags.DEFINE_float(
-        "warmup_proportion", 0.1, "Fraction of the steps with linear warmup.", flag_values=fv
-    )
-    # Additions.
-    flags.DEFINE_integer(
-        "num_train_steps", None, "Train this many steps instead of epochs.", flag_values=fv
-    )
-    flags.DEFINE_float(
-        "weight_decay_rate", 0.01, "Decoupled weight decay (not LayerNorm/bias).", flag_values=fv
-    )
-    flags.DEFINE_float(
-        "hidden_dropout_prob", None, "Override the config's hidden dropout.", flag_values=fv
-    )
-    flags.DEFINE_float(
-        "attention_probs_dropout_prob",
-        None,
-        "Override the config's attention dropout.",
-        flag_values=fv,
-    )
-    flags.DEFINE_float(
-        "classifier_dropout",
-        0.1,
-        "Dropout on the pooled output (the original: 0.1).",
-        flag_values=fv,
-    )
-    flags.DEFINE_bool(
-        "fixed_length", False, "Pad every batch to max_seq_length (static shapes).", flag_values=fv
-    )
-    flags.DEFINE_bool(
-        "strict",
-        False,
-        "Stop at the first malformed data row instead of skipping it.",
-        flag_values=fv,
-    )
-    flags.DEFINE_string(
-        "train_file", None, "Train file (default: the task's name in data_dir).", flag_values=fv
-    )
-    flags.DEFINE_string(
-        "dev_file", None, "Dev file (default: the task's name in data_dir).", flag_values=fv
-    )
-    flags.DEFINE_string(
-        "test_file", None, "Test file (default: the task's name in data_dir).", flag_values=fv
-    )
     flags.DEFINE_list(
         "labels", None, "Label set of the generic `tsv` task (default: from train).", flag_values=fv
-    )
-    flags.DEFINE_bool(
-        "eval_every_epoch",
-        True,
-        "With do_train+do_eval, evaluate after each epoch.",
-        flag_values=fv,
     )
     flags.mark_flags_as_required(["task_name", "output_dir"], flag_values=fv)
 
@@ -182,20 +105,6 @@ def to_features(examples, label_list, tokenizer):
 
 
 # ----------------------------------------------------------------------------- model
-
-
-def apply_config_flags(config):
-    """The model config with the dropout overrides, checked against the flags and the vocab."""
-    overrides = {
-        key: getattr(FLAGS, key)
-        for key in ("hidden_dropout_prob", "attention_probs_dropout_prob")
-        if getattr(FLAGS, key) is not None
-    }
-    if overrides:
-        config = config.replace(**overrides)
-    config.check_max_seq_length(FLAGS.max_seq_length)
-    tokenization.check_vocab_size(FLAGS.vocab_file, config.vocab_size)
-    return config
 
 
 def build_classifier(config, num_labels, style, seed=None):
@@ -333,66 +242,6 @@ def make_loss_fn(model):
     return loss_fn
 
 
-def make_train_dataset_fn(
-    features,
-    global_batch_size,
-    num_replicas,
-    max_seq_length,
-    fixed_length,
-    data_seed,
-    num_train_steps,
-):
-    """dataset_fn(input_context, start_step) for Trainer.train: per-replica padded batches.
-
-    One stream of batches: epoch e is shuffled with `data_seed` + e, and step s reads batches
-    s * num_replicas ... (s + 1) * num_replicas - 1 of it, so training (re)started at any step
-    reads what an uninterrupted run would. The dataset ends after step `num_train_steps`.
-    With several input pipelines, pipeline p takes every p-th batch of the stream. Fixed
-    padding also drops partial batches, so that every shape is static (TPU).
-    """
-
-    def dataset_fn(input_context=None, start_step=0):
-        pipelines = input_context.num_input_pipelines if input_context else 1
-        pipeline_id = input_context.input_pipeline_id if input_context else 0
-        per_replica = global_batch_size // num_replicas
-        start_batch = start_step * num_replicas
-        stream = classifier_data.training_batch_stream(
-            features.lengths,
-            per_replica,
-            data_seed,
-            start_batch=start_batch,
-            bucket=not fixed_length,
-            drop_remainder=fixed_length,
-        )
-        count = max(0, num_train_steps - start_step) * num_replicas
-        batches = [
-            indices
-            for j, indices in enumerate(itertools.islice(stream, count), start=start_batch)
-            if j % pipelines == pipeline_id
-        ]
-        return classifier_data.make_dataset(
-            features,
-            batches,
-            max_seq_length,
-            fixed_length=fixed_length,
-            batch_size=per_replica if fixed_length else None,
-        )
-
-    return dataset_fn
-
-
-def epoch_end_steps(num_train_steps, steps_per_epoch):
-    """Global steps after which the dev set is evaluated: every epoch end, and the last step."""
-    if not (FLAGS.do_eval and FLAGS.eval_every_epoch):
-        return [num_train_steps]
-    ends = []
-    epoch = 1
-    while round(epoch * steps_per_epoch) < num_train_steps:
-        ends.append(int(round(epoch * steps_per_epoch)))
-        epoch += 1
-    return ends + [num_train_steps]
-
-
 def train(strategy, model, features, evaluate_dev, evaluated_step=None):
     """Fine-tune with the shared training loop; evaluate the dev set after every epoch.
 
@@ -442,7 +291,7 @@ def train(strategy, model, features, evaluate_dev, evaluated_step=None):
         replicas,
         "fixed" if FLAGS.fixed_length else "dynamic (length-bucketed)",
     )
-    dataset_fn = make_train_dataset_fn(
+    dataset_fn = classifier_data.make_train_dataset_fn(
         features,
         FLAGS.train_batch_size,
         replicas,
@@ -451,7 +300,10 @@ def train(strategy, model, features, evaluate_dev, evaluated_step=None):
         FLAGS.seed,
         num_train_steps,
     )
-    end_steps = epoch_end_steps(num_train_steps, steps_per_epoch)
+    if FLAGS.do_eval and FLAGS.eval_every_epoch:
+        end_steps = classifier_data.epoch_end_steps(num_train_steps, steps_per_epoch)
+    else:
+        end_steps = [num_train_steps]
     if trainer.global_step in end_steps and (evaluated_step or 0) < trainer.global_step:
         # An earlier run was killed between this epoch's checkpoint and its evaluation:
         # evaluate now, as an uninterrupted run did (model.ckpt-best depends on it).
@@ -488,37 +340,7 @@ def validate_flags():
             "nothing to do: pass at least one of --do_train, --do_eval, --do_predict"
         )
     training.check_training_flags(FLAGS)
-    config = checkpoints.config_from_flags(FLAGS)
-    use_tokenizer_files_of_init_checkpoint()
-    if FLAGS.predict_batch_size <= 0:
-        raise errors.AlbertError(
-            f"--predict_batch_size must be positive, got {FLAGS.predict_batch_size}"
-        )
-    if FLAGS.use_tpu and not FLAGS.fixed_length:
-        logging.info("--use_tpu: padding every batch to --max_seq_length (static shapes)")
-        FLAGS.fixed_length = True
-    if not 0.0 <= FLAGS.warmup_proportion < 1.0:
-        raise errors.AlbertError("--warmup_proportion must be in [0, 1)")
-    for name in ("train_file", "dev_file", "test_file"):
-        path = getattr(FLAGS, name)
-        if path and not os.path.isfile(path):
-            raise errors.AlbertError(f"--{name}={path} does not exist")
-    return config
-
-
-def use_tokenizer_files_of_init_checkpoint():
-    """--vocab_file and --do_lower_case default to what --init_checkpoint's directory holds
-    (an HF directory's vocab.txt and tokenizer_config.json, or a model directory's copies)."""
-    found = checkpoints.tokenizer_files(FLAGS.init_checkpoint)
-    if not FLAGS.vocab_file:
-        if not found.vocab_file:
-            raise errors.AlbertError(
-                "--vocab_file is required (--init_checkpoint is not a directory with a vocab.txt)"
-            )
-        FLAGS.vocab_file = found.vocab_file
-        logging.info("vocab: %s (from --init_checkpoint's directory)", FLAGS.vocab_file)
-    if found.do_lower_case is not None and not FLAGS["do_lower_case"].present:
-        FLAGS.do_lower_case = found.do_lower_case
+    return training.fine_tuning_config(FLAGS)
 
 
 def check_init_labels(label_list, label_names):
@@ -599,7 +421,6 @@ def main(argv):
     # The strategy first: multi-worker and TPU runtimes must be set up before other TF ops.
     strategy = training.strategy_from_flags(FLAGS)
     tf.random.set_seed(FLAGS.seed)
-    config = apply_config_flags(config)
     style = checkpoints.resolve_style(config, FLAGS.init_checkpoint, FLAGS.style)
     processor = classifier_data.get_processor(
         FLAGS.task_name,

@@ -57,6 +57,7 @@ import tensorflow as tf
 from absl import logging
 
 import checkpoints
+import tokenization
 from errors import AlbertError, check_output_path, first_line
 
 PRECISIONS = {"fp32": tf.float32, "bf16": tf.bfloat16, "fp16": tf.float16}
@@ -227,6 +228,118 @@ def define_training_flags(flag_values, keep_checkpoint_max=5, optimizer="adamw")
         "Accepted for compatibility; TPUStrategy uses every core it finds.",
         flag_values=fv,
     )
+
+
+def define_fine_tuning_flags(flag_values):
+    """The flags of the fine-tuning scripts (run_classifier.py, run_ner.py) on top of
+    `define_training_flags`: data files, tokenizer, schedule in epochs, dropout, padding."""
+    from absl import flags
+
+    fv = flag_values
+    define_training_flags(fv, keep_checkpoint_max=5, optimizer="adamw")
+    flags.DEFINE_string(
+        "data_dir", None, "Directory with the task's train/dev/test files.", flag_values=fv
+    )
+    for split in ("train", "dev", "test"):
+        flags.DEFINE_string(
+            f"{split}_file",
+            None,
+            f"{split.capitalize()} file (default: the task's name in data_dir).",
+            flag_values=fv,
+        )
+    flags.DEFINE_string(
+        "vocab_file",
+        None,
+        "The vocab.txt of the model (default: the one in --init_checkpoint's directory).",
+        flag_values=fv,
+    )
+    flags.DEFINE_bool(
+        "do_lower_case",
+        True,
+        "Lower-case the input (True for the Chinese models; default: what a Hugging Face "
+        "--init_checkpoint's tokenizer_config.json says).",
+        flag_values=fv,
+    )
+    flags.DEFINE_bool(
+        "do_predict", False, "Predict the test split (scored too when labelled).", flag_values=fv
+    )
+    flags.DEFINE_integer("predict_batch_size", 8, "Prediction batch size.", flag_values=fv)
+    flags.DEFINE_float(
+        "num_train_epochs", 3.0, "Training epochs (may be fractional).", flag_values=fv
+    )
+    flags.DEFINE_float(
+        "warmup_proportion", 0.1, "Fraction of the steps with linear warmup.", flag_values=fv
+    )
+    flags.DEFINE_integer(
+        "num_train_steps", None, "Train this many steps instead of epochs.", flag_values=fv
+    )
+    flags.DEFINE_float(
+        "weight_decay_rate", 0.01, "Decoupled weight decay (not LayerNorm/bias).", flag_values=fv
+    )
+    for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+        flags.DEFINE_float(name, None, f"Override the config's {name}.", flag_values=fv)
+    flags.DEFINE_float(
+        "classifier_dropout",
+        0.1,
+        "Dropout before the output layer (the original: 0.1).",
+        flag_values=fv,
+    )
+    flags.DEFINE_bool(
+        "fixed_length", False, "Pad every batch to max_seq_length (static shapes).", flag_values=fv
+    )
+    flags.DEFINE_bool(
+        "strict",
+        False,
+        "Stop at the first malformed data row instead of skipping it.",
+        flag_values=fv,
+    )
+    flags.DEFINE_bool(
+        "eval_every_epoch",
+        True,
+        "With do_train+do_eval, evaluate after each epoch.",
+        flag_values=fv,
+    )
+
+
+def fine_tuning_config(fv):
+    """The model config of a fine-tuning run, with every flag it depends on settled.
+
+    --vocab_file and --do_lower_case default to what --init_checkpoint's directory holds (an
+    HF directory's vocab.txt and tokenizer_config.json, or a model directory's copies); the
+    dropout flags override the config; max_seq_length and the vocab size are checked.
+    """
+    config = checkpoints.config_from_flags(fv)
+    found = checkpoints.tokenizer_files(fv.init_checkpoint)
+    if not fv.vocab_file:
+        if not found.vocab_file:
+            raise AlbertError(
+                "--vocab_file is required (--init_checkpoint is not a directory with a vocab.txt)"
+            )
+        fv.vocab_file = found.vocab_file
+        logging.info("vocab: %s (from --init_checkpoint's directory)", fv.vocab_file)
+    if found.do_lower_case is not None and not fv["do_lower_case"].present:
+        fv.do_lower_case = found.do_lower_case
+    overrides = {
+        key: fv[key].value
+        for key in ("hidden_dropout_prob", "attention_probs_dropout_prob")
+        if fv[key].value is not None
+    }
+    if overrides:
+        config = config.replace(**overrides)
+    config.check_max_seq_length(fv.max_seq_length)
+    tokenization.check_vocab_size(fv.vocab_file, config.vocab_size)
+    if fv.predict_batch_size <= 0:
+        raise AlbertError(f"--predict_batch_size must be positive, got {fv.predict_batch_size}")
+    if not 0.0 <= fv.warmup_proportion < 1.0:
+        raise AlbertError("--warmup_proportion must be in [0, 1)")
+    if fv.use_tpu and not fv.fixed_length:
+        logging.info("--use_tpu: padding every batch to --max_seq_length (static shapes)")
+        fv.fixed_length = True
+    for name in ("train_file", "dev_file", "test_file"):
+        path = fv[name].value
+        if path and not os.path.isfile(path):
+            raise AlbertError(f"--{name}={path} does not exist")
+    return config
 
 
 def check_training_flags(fv):
