@@ -65,7 +65,7 @@ def finetuned(tmp_path_factory):
     deleted, so the loaded SavedModel can only use what is inside it."""
     directory = tmp_path_factory.mktemp("finetuned")
     config = u.small_config("google", num_hidden_groups=2)
-    _, _, (encoder, _, classifier) = u.write_checkpoint(directory, config, "google", False, 2, 5)
+    _, _, (_, _, classifier) = u.write_checkpoint(directory, config, "google", False, 2, 5)
     info = {
         "labels": ["0", "1"],
         "label_names": LABEL_NAMES,
@@ -82,7 +82,6 @@ def finetuned(tmp_path_factory):
         names=names,
         export_dir=export_dir,
         loaded=tf.saved_model.load(str(export_dir)),
-        encoder=encoder,
         classifier=classifier,
     )
 
