@@ -549,16 +549,6 @@ def training_batch_stream(
         epoch += 1
 
 
-def epoch_end_steps(num_train_steps, steps_per_epoch):
-    """The global steps that end an epoch (rounded), and the last step: where dev is evaluated."""
-    ends = []
-    epoch = 1
-    while round(epoch * steps_per_epoch) < num_train_steps:
-        ends.append(int(round(epoch * steps_per_epoch)))
-        epoch += 1
-    return ends + [num_train_steps]
-
-
 def make_train_dataset_fn(
     features,
     global_batch_size,

@@ -38,7 +38,6 @@ import classifier_data
 import errors
 import inference
 import modeling
-import optimization
 import tokenization
 import training
 
@@ -110,18 +109,6 @@ def to_features(examples, label_list, tokenizer):
 def build_classifier(config, num_labels, style, seed=None):
     return modeling.AlbertForClassification(
         config, num_labels, style=style, classifier_dropout=FLAGS.classifier_dropout, seed=seed
-    )
-
-
-def warn_if_from_scratch(init_checkpoint, resuming):
-    if init_checkpoint or resuming:
-        return
-    logging.warning(
-        "\n%s\nNO --init_checkpoint: fine-tuning from RANDOM weights (from scratch).\n"
-        "Accuracy will be far below a pretrained model's. Pass a released albert_zh\n"
-        "checkpoint or a run_pretraining.py output directory.\n%s",
-        "!" * 72,
-        "!" * 72,
     )
 
 
@@ -243,91 +230,28 @@ def make_loss_fn(model):
 
 
 def train(strategy, model, features, evaluate_dev, evaluated_step=None):
-    """Fine-tune with the shared training loop; evaluate the dev set after every epoch.
-
-    evaluate_dev(step) -> metrics or None is called at each epoch end (with --do_eval).
-    `evaluated_step`: the last step an earlier run of this output_dir evaluated.
-    Returns the Trainer.
-    """
+    """Fine-tune with the shared loop, evaluating the dev set after every epoch (see
+    training.fine_tune); returns the Trainer."""
     replicas = strategy.num_replicas_in_sync
-    if FLAGS.train_batch_size % replicas:
-        raise errors.AlbertError(
-            f"--train_batch_size={FLAGS.train_batch_size} must be divisible by the "
-            f"{replicas} replicas"
-        )
-    per_replica = FLAGS.train_batch_size // replicas
-    batches = classifier_data.batches_per_epoch(len(features), per_replica, FLAGS.fixed_length)
-    steps_per_epoch = batches / replicas
-    num_train_steps = FLAGS.num_train_steps or int(steps_per_epoch * FLAGS.num_train_epochs)
-    if num_train_steps <= 0:
-        raise errors.AlbertError(
-            f"no training steps: {len(features)} examples, batch {FLAGS.train_batch_size}, "
-            f"{FLAGS.num_train_epochs} epochs; raise --num_train_epochs or --num_train_steps"
-        )
-    num_warmup_steps = int(num_train_steps * FLAGS.warmup_proportion)
-    with strategy.scope():
-        optimizer = optimization.create_optimizer(
-            FLAGS.learning_rate,
-            num_train_steps,
-            num_warmup_steps,
-            optimizer=FLAGS.optimizer,
-            style=model.style,
-            weight_decay_rate=FLAGS.weight_decay_rate,
-        )
-        optimizer.build(model.named_variables())
-    trainer = training.trainer_from_flags(FLAGS, strategy, model, optimizer, make_loss_fn(model))
-    warn_if_from_scratch(FLAGS.init_checkpoint, trainer.global_step > 0)
-
-    logging.info(
-        "fine-tuning %s-style model: %d examples, %.1f steps/epoch, steps %d -> %d "
-        "(warmup %d), batch %d on %d replica(s), %s padding",
-        model.style,
+    return training.fine_tune(
+        FLAGS,
+        strategy,
+        model,
+        (make_loss_fn(model), None),
         len(features),
-        steps_per_epoch,
-        trainer.global_step,
-        num_train_steps,
-        num_warmup_steps,
-        FLAGS.train_batch_size,
-        replicas,
-        "fixed" if FLAGS.fixed_length else "dynamic (length-bucketed)",
-    )
-    dataset_fn = classifier_data.make_train_dataset_fn(
-        features,
-        FLAGS.train_batch_size,
-        replicas,
-        FLAGS.max_seq_length,
-        FLAGS.fixed_length,
-        FLAGS.seed,
-        num_train_steps,
-    )
-    if FLAGS.do_eval and FLAGS.eval_every_epoch:
-        end_steps = classifier_data.epoch_end_steps(num_train_steps, steps_per_epoch)
-    else:
-        end_steps = [num_train_steps]
-    if trainer.global_step in end_steps and (evaluated_step or 0) < trainer.global_step:
-        # An earlier run was killed between this epoch's checkpoint and its evaluation:
-        # evaluate now, as an uninterrupted run did (model.ckpt-best depends on it).
-        evaluate_dev(trainer.global_step)
-    for end_step in end_steps:
-        if end_step <= trainer.global_step:
-            continue
-        start = time.time()
-        trainer.train(
-            dataset_fn,
-            end_step,
+        lambda batch: classifier_data.batches_per_epoch(len(features), batch, FLAGS.fixed_length),
+        lambda num_train_steps: classifier_data.make_train_dataset_fn(
+            features,
             FLAGS.train_batch_size,
-            iterations_per_loop=FLAGS.iterations_per_loop,
-            save_checkpoints_steps=FLAGS.save_checkpoints_steps,
-        )
-        logging.info(
-            "reached step %d/%d (epoch %.2f) in %.1fs",
-            trainer.global_step,
+            replicas,
+            FLAGS.max_seq_length,
+            FLAGS.fixed_length,
+            FLAGS.seed,
             num_train_steps,
-            trainer.global_step / steps_per_epoch,
-            time.time() - start,
-        )
-        evaluate_dev(trainer.global_step)
-    return trainer
+        ),
+        evaluate_dev,
+        evaluated_step=evaluated_step,
+    )
 
 
 # ----------------------------------------------------------------------------- main

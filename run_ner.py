@@ -46,7 +46,6 @@ import errors
 import inference
 import modeling
 import ner_data
-import optimization
 import tokenization
 import training
 
@@ -345,18 +344,6 @@ def build_model(config, tags, scheme, use_crf, style, strategy):
         )
 
 
-def warn_if_from_scratch(init_checkpoint, resuming):
-    if init_checkpoint or resuming:
-        return
-    logging.warning(
-        "\n%s\nNO --init_checkpoint: fine-tuning from RANDOM weights (from scratch).\n"
-        "Entity F1 will be far below a pretrained model's. Pass a released albert_zh\n"
-        "checkpoint or a run_pretraining.py output directory.\n%s",
-        "!" * 72,
-        "!" * 72,
-    )
-
-
 def write_model_info(config, tags, scheme, use_crf, style):
     """Config, vocab and model_info.json: output_dir alone then serves the exporters."""
     info = {
@@ -520,95 +507,33 @@ def make_loss_fns(model):
 
 
 def train(strategy, model, features, evaluate_dev):
-    """Fine-tune with the shared training loop; evaluate_dev(step) after every epoch.
-
-    Returns the Trainer.
-    """
-    replicas = strategy.num_replicas_in_sync
-    if FLAGS.train_batch_size % replicas:
-        raise errors.AlbertError(
-            f"--train_batch_size={FLAGS.train_batch_size} must be divisible by the "
-            f"{replicas} replicas"
-        )
-    per_replica = FLAGS.train_batch_size // replicas
-    batches = classifier_data.batches_per_epoch(len(features), per_replica, FLAGS.fixed_length)
-    steps_per_epoch = batches / replicas
-    num_train_steps = FLAGS.num_train_steps or int(steps_per_epoch * FLAGS.num_train_epochs)
-    if num_train_steps <= 0:
-        raise errors.AlbertError(
-            f"no training steps: {len(features)} windows, batch {FLAGS.train_batch_size}, "
-            f"{FLAGS.num_train_epochs} epochs; raise --num_train_epochs or --num_train_steps"
-        )
-    num_warmup_steps = int(num_train_steps * FLAGS.warmup_proportion)
+    """Fine-tune with the shared loop, evaluating the dev set after every epoch (see
+    training.fine_tune); returns the Trainer."""
     multipliers = {}
     if model.use_crf and FLAGS.crf_learning_rate is not None:
         factor = FLAGS.crf_learning_rate / FLAGS.learning_rate
         multipliers = {name: factor for name in CRF_VARIABLES}
-    with strategy.scope():
-        optimizer = optimization.create_optimizer(
-            FLAGS.learning_rate,
-            num_train_steps,
-            num_warmup_steps,
-            optimizer=FLAGS.optimizer,
-            style=model.style,
-            weight_decay_rate=FLAGS.weight_decay_rate,
-            learning_rate_multipliers=multipliers,
-        )
-        optimizer.build(model.named_variables())
-    loss_fn, loss_weights_fn = make_loss_fns(model)
-    trainer = training.trainer_from_flags(
-        FLAGS, strategy, model, optimizer, loss_fn, loss_weights_fn=loss_weights_fn
-    )
-    warn_if_from_scratch(FLAGS.init_checkpoint, trainer.global_step > 0)
-
-    logging.info(
-        "fine-tuning %s-style %s tagger: %d windows, %.1f steps/epoch, steps %d -> %d "
-        "(warmup %d), batch %d on %d replica(s), %s padding",
-        model.style,
-        "CRF" if model.use_crf else "softmax",
+    replicas = strategy.num_replicas_in_sync
+    return training.fine_tune(
+        FLAGS,
+        strategy,
+        model,
+        make_loss_fns(model),
         len(features),
-        steps_per_epoch,
-        trainer.global_step,
-        num_train_steps,
-        num_warmup_steps,
-        FLAGS.train_batch_size,
-        replicas,
-        "fixed" if FLAGS.fixed_length else "dynamic (length-bucketed)",
-    )
-    dataset_fn = classifier_data.make_train_dataset_fn(
-        features,
-        FLAGS.train_batch_size,
-        replicas,
-        FLAGS.max_seq_length,
-        FLAGS.fixed_length,
-        FLAGS.seed,
-        num_train_steps,
-    )
-    if FLAGS.do_eval and FLAGS.eval_every_epoch:
-        end_steps = classifier_data.epoch_end_steps(num_train_steps, steps_per_epoch)
-    else:
-        end_steps = [num_train_steps]
-    for end_step in end_steps:
-        if end_step <= trainer.global_step:
-            continue
-        start = time.time()
-        trainer.train(
-            dataset_fn,
-            end_step,
+        lambda batch: classifier_data.batches_per_epoch(len(features), batch, FLAGS.fixed_length),
+        lambda num_train_steps: classifier_data.make_train_dataset_fn(
+            features,
             FLAGS.train_batch_size,
-            iterations_per_loop=FLAGS.iterations_per_loop,
-            save_checkpoints_steps=FLAGS.save_checkpoints_steps,
-        )
-        logging.info(
-            "reached step %d/%d (epoch %.2f) in %.1fs",
-            trainer.global_step,
+            replicas,
+            FLAGS.max_seq_length,
+            FLAGS.fixed_length,
+            FLAGS.seed,
             num_train_steps,
-            trainer.global_step / steps_per_epoch,
-            time.time() - start,
-        )
-        evaluate_dev(trainer.global_step)
-    trainer.release_input()
-    return trainer
+        ),
+        evaluate_dev,
+        learning_rate_multipliers=multipliers,
+        what="windows",
+    )
 
 
 # ----------------------------------------------------------------------------- main

@@ -57,6 +57,7 @@ import tensorflow as tf
 from absl import logging
 
 import checkpoints
+import optimization
 import tokenization
 from errors import AlbertError, check_output_path, first_line
 
@@ -383,6 +384,118 @@ def trainer_from_flags(fv, strategy, model, optimizer, loss_fn, loss_weights_fn=
         overwrite_output_dir=fv.overwrite_output_dir,
     )
     trainer.restore_or_initialize(fv.init_checkpoint)
+    return trainer
+
+
+def epoch_end_steps(num_train_steps, steps_per_epoch):
+    """The global steps that end an epoch (rounded), and the last step: where dev is evaluated."""
+    ends = []
+    epoch = 1
+    while round(epoch * steps_per_epoch) < num_train_steps:
+        ends.append(int(round(epoch * steps_per_epoch)))
+        epoch += 1
+    return ends + [num_train_steps]
+
+
+def fine_tune(
+    fv,
+    strategy,
+    model,
+    loss_fns,
+    num_examples,
+    batches_per_epoch,
+    make_dataset_fn,
+    evaluate_dev,
+    learning_rate_multipliers=None,
+    evaluated_step=None,
+    what="examples",
+):
+    """The fine-tuning run of run_classifier.py and run_ner.py: schedule, optimizer, Trainer
+    (resumed or initialised), then one train() call per epoch with evaluate_dev(step) after it.
+
+    loss_fns: (loss_fn, loss_weights_fn or None) of the loss contract above.
+    batches_per_epoch(per_replica_batch) -> int, and make_dataset_fn(num_train_steps) -> the
+    dataset_fn of one deterministic stream: the task's data, read the same way by both.
+    evaluated_step: the last step an earlier run of this output_dir evaluated (a run killed
+    between an epoch's checkpoint and its evaluation evaluates it when resumed).
+    Returns the Trainer.
+    """
+    replicas = strategy.num_replicas_in_sync
+    if fv.train_batch_size % replicas:
+        raise AlbertError(
+            f"--train_batch_size={fv.train_batch_size} must be divisible by the {replicas} replicas"
+        )
+    steps_per_epoch = batches_per_epoch(fv.train_batch_size // replicas) / replicas
+    num_train_steps = fv.num_train_steps or int(steps_per_epoch * fv.num_train_epochs)
+    if num_train_steps <= 0:
+        raise AlbertError(
+            f"no training steps: {num_examples} {what}, batch {fv.train_batch_size}, "
+            f"{fv.num_train_epochs} epochs; raise --num_train_epochs or --num_train_steps"
+        )
+    num_warmup_steps = int(num_train_steps * fv.warmup_proportion)
+    with strategy.scope():
+        optimizer = optimization.create_optimizer(
+            fv.learning_rate,
+            num_train_steps,
+            num_warmup_steps,
+            optimizer=fv.optimizer,
+            style=model.style,
+            weight_decay_rate=fv.weight_decay_rate,
+            learning_rate_multipliers=learning_rate_multipliers or {},
+        )
+        optimizer.build(model.named_variables())
+    loss_fn, loss_weights_fn = loss_fns
+    trainer = trainer_from_flags(fv, strategy, model, optimizer, loss_fn, loss_weights_fn)
+    if not fv.init_checkpoint and trainer.global_step == 0:
+        logging.warning(
+            "\n%s\nNO --init_checkpoint: fine-tuning from RANDOM weights (from scratch).\n"
+            "Results will be far below a pretrained model's. Pass a released albert_zh\n"
+            "checkpoint, a run_pretraining.py output directory or a Hugging Face directory.\n%s",
+            "!" * 72,
+            "!" * 72,
+        )
+    logging.info(
+        "fine-tuning a %s-style model: %d %s, %.1f steps/epoch, steps %d -> %d (warmup %d), "
+        "batch %d on %d replica(s), %s padding",
+        model.style,
+        num_examples,
+        what,
+        steps_per_epoch,
+        trainer.global_step,
+        num_train_steps,
+        num_warmup_steps,
+        fv.train_batch_size,
+        replicas,
+        "fixed" if fv.fixed_length else "dynamic (length-bucketed)",
+    )
+    dataset_fn = make_dataset_fn(num_train_steps)
+    end_steps = [num_train_steps]
+    if fv.do_eval and fv.eval_every_epoch:
+        end_steps = epoch_end_steps(num_train_steps, steps_per_epoch)
+    if trainer.global_step in end_steps and (evaluated_step or 0) < trainer.global_step:
+        # An earlier run was killed between this epoch's checkpoint and its evaluation:
+        # evaluate now, as an uninterrupted run did (model.ckpt-best depends on it).
+        evaluate_dev(trainer.global_step)
+    for end_step in end_steps:
+        if end_step <= trainer.global_step:
+            continue
+        start = time.time()
+        trainer.train(
+            dataset_fn,
+            end_step,
+            fv.train_batch_size,
+            iterations_per_loop=fv.iterations_per_loop,
+            save_checkpoints_steps=fv.save_checkpoints_steps,
+        )
+        logging.info(
+            "reached step %d/%d (epoch %.2f) in %.1fs",
+            trainer.global_step,
+            num_train_steps,
+            trainer.global_step / steps_per_epoch,
+            time.time() - start,
+        )
+        evaluate_dev(trainer.global_step)
+    trainer.release_input()
     return trainer
 
 
