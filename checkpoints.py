@@ -9,8 +9,16 @@ Every script goes through this module to turn a path into weights:
 * Which file. `resolve_checkpoint_path` turns a prefix, a `.index`/`.data` file name or a
   directory into a prefix; a model directory means its best checkpoint (`model.ckpt-best`,
   kept by `BestCheckpointKeeper`) if it has one, else its newest complete one.
-* What is in it. `checkpoint_heads` says which heads a checkpoint holds; `build_models` builds
-  the encoder plus exactly those heads around ONE shared encoder and loads them.
+* Hugging Face directories. Wherever a checkpoint is accepted, an HF ALBERT directory
+  (config.json + model.safetensors / pytorch_model.bin, sharded or not) is too: it is read
+  once by hf_checkpoint.read_hf_checkpoint (cached until its files change) and presented
+  under the google-style TF names, so every reader below works on both. `model_config`,
+  `tokenizer_files` and `label_names` give the config, vocab and class names that come with
+  a checkpoint directory of either kind.
+* What is in it. `checkpoint_heads` says which heads a checkpoint holds (a root
+  `output_weights` is a sequence classifier, or a token classifier when the model_info.json
+  beside it says so or a CRF is there); `build_models` builds the encoder plus exactly those
+  heads around ONE shared encoder and loads them.
 * Training runs. `output_dir/model.ckpt-<step>` files, the `checkpoint` state file (rewritten
   atomically, after the files it names are complete), pruning, and resumption that trusts a
   checkpoint only after reading it whole (`readable_step_checkpoints`): a damaged newest
@@ -31,6 +39,7 @@ import time
 import tensorflow as tf
 from absl import logging
 
+import hf_checkpoint
 import modeling
 from errors import AlbertError, first_line
 
@@ -39,6 +48,7 @@ CONFIG_COPY = "albert_config.json"
 VOCAB_COPY = "vocab.txt"
 MODEL_INFO_FILE = "model_info.json"
 LEGACY_MODEL_INFO_FILE = "classifier_info.json"  # what run_classifier.py wrote before
+TOKEN_CLASSIFICATION = "token_classification"  # model_info.json "task" of run_ner.py models
 STATE_FILE = "checkpoint"
 LOCK_FILE = "albert_zh.lock"
 TRAINING_STATE_PREFIX = "training_state/global_step/"  # ignored by every checkpoint reader
@@ -51,6 +61,10 @@ _STEP_CHECKPOINT = re.compile(r"^model\.ckpt-(\d+)\.index$")
 _STEP_DATA = re.compile(r"^model\.ckpt-(\d+)\.data-\d{5}-of-\d{5}$")
 _DATA_SUFFIX = re.compile(r"\.data-\d{5}-of-\d{5}")
 _CORRUPT_ERRORS = (tf.errors.OpError, ValueError, IndexError)
+HF_CONFIG = "config.json"
+# File names that mean "this directory is an HF save": weights, single or sharded.
+_HF_WEIGHT_FILES = tuple(name for pair in hf_checkpoint.WEIGHT_FILES for name in pair)
+_HF_CACHE_SIZE = 2  # directories whose weights stay in memory (a script uses one at a time)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -63,11 +77,15 @@ def resolve_checkpoint_path(path):
 
     A directory resolves to its `model.ckpt-best` if present (a run_classifier.py output),
     else to the newest checkpoint its `checkpoint` state file names, else to its only
-    `*.index` file (a released model's folder).
+    `*.index` file (a released model's folder). A Hugging Face directory (or one of its
+    weight files) resolves to the directory itself.
     """
     if path is None:
         return None
     path = os.fspath(path)
+    hf_dir = hf_directory_of(path)
+    if hf_dir:
+        return hf_dir
     match = re.match(r"(.*)\.(index|meta|data-\d{5}-of-\d{5})$", path)
     if match:
         path = match.group(1)
@@ -83,10 +101,17 @@ def resolve_checkpoint_path(path):
             if len(indexes) != 1:
                 raise AlbertError(
                     f"no checkpoint found in directory {directory}: expected a `checkpoint` "
-                    "file or exactly one *.index file; pass the checkpoint prefix instead"
+                    "file, exactly one *.index file, or a Hugging Face model (config.json + "
+                    "model.safetensors or pytorch_model.bin); pass the checkpoint prefix instead"
                 )
             path = os.path.join(directory, indexes[0][: -len(".index")])
     if not os.path.exists(path + ".index"):
+        if re.fullmatch(r"[\w.-]+/[\w.-]+", path) and not os.path.exists(os.path.dirname(path)):
+            raise AlbertError(
+                f"checkpoint not found: {path} is not a local path. If it is a Hugging Face "
+                "model id: this toolkit never downloads, so fetch it first (huggingface-cli "
+                f"download {path} --local-dir DIR) and pass DIR"
+            )
         raise AlbertError(
             f"checkpoint not found: {path}.index does not exist (pass the prefix, e.g. "
             "prev_trained_model/albert_tiny/albert_model.ckpt)"
@@ -97,6 +122,8 @@ def resolve_checkpoint_path(path):
 def checkpoint_variable_names(ckpt_path):
     """dict name -> shape (list) of every variable stored in a checkpoint."""
     path = resolve_checkpoint_path(ckpt_path)
+    if is_hf_directory(path):
+        return _shapes(read_hf_directory(path).weights)
     try:
         return {name: list(shape) for name, shape in tf.train.list_variables(path)}
     except _CORRUPT_ERRORS as e:
@@ -112,17 +139,22 @@ def read_tensors(ckpt_path, expected=None, names=None):
     result, so callers can assign the values knowing the whole checkpoint was readable.
     """
     path = resolve_checkpoint_path(ckpt_path)
-    try:
-        reader = tf.train.load_checkpoint(path)
-        stored = reader.get_variable_to_shape_map()
-    except _CORRUPT_ERRORS as e:
-        raise AlbertError(f"cannot read checkpoint {path}: {first_line(e)}") from None
+    if is_hf_directory(path):
+        weights = read_hf_directory(path).weights
+        stored, get_tensor = _shapes(weights), weights.__getitem__
+    else:
+        try:
+            reader = tf.train.load_checkpoint(path)
+            stored = reader.get_variable_to_shape_map()
+        except _CORRUPT_ERRORS as e:
+            raise AlbertError(f"cannot read checkpoint {path}: {first_line(e)}") from None
+        get_tensor = reader.get_tensor
     if expected:
         missing = [n for n in expected if n not in stored]
         if missing:
             raise AlbertError(
-                f"{path} lacks {len(missing)} variable(s), e.g. {missing[0]}: it was written by "
-                "another model or optimizer"
+                f"{path} lacks {len(missing)} variable(s), e.g. {missing[0]}: was it written "
+                "with another --optimizer or model?"
             )
         for name, shape in expected.items():
             if list(stored[name]) != list(shape):
@@ -131,10 +163,13 @@ def read_tensors(ckpt_path, expected=None, names=None):
                 )
     if names is None:
         names = list(expected) if expected else sorted(stored)
+    absent = [name for name in names if name not in stored]
+    if absent:
+        raise AlbertError(f"{path} has no variable {absent[0]} ({len(absent)} missing)")
     values = {}
     for name in names:
         try:
-            values[name] = reader.get_tensor(name)
+            values[name] = get_tensor(name)
         except _CORRUPT_ERRORS as e:
             raise AlbertError(
                 f"checkpoint {path} is truncated or corrupt (reading {name}: {first_line(e)}); "
@@ -178,6 +213,85 @@ def global_step_of(ckpt_path):
 
 
 # ----------------------------------------------------------------------------------------------
+# Hugging Face directories as checkpoints.
+# ----------------------------------------------------------------------------------------------
+
+
+def is_hf_directory(path):
+    """Whether `path` is a Hugging Face model directory rather than a TF checkpoint directory.
+
+    It is when it has config.json and HF weights, or a config.json that names an HF model
+    type or class (so a non-ALBERT or weightless HF save gets hf_checkpoint's error that says
+    what it is, not "no checkpoint found"). A directory with a TF checkpoint never is.
+    """
+    if not path or not os.path.isdir(path):
+        return False
+    if not os.path.isfile(os.path.join(path, HF_CONFIG)):
+        return False
+    names = os.listdir(path)
+    if any(name in _HF_WEIGHT_FILES for name in names):
+        return True
+    if STATE_FILE in names or any(name.endswith(".index") for name in names):
+        return False
+    try:
+        with open(os.path.join(path, HF_CONFIG), encoding="utf-8") as f:
+            values = json.load(f)
+    except (OSError, ValueError):
+        return False
+    return isinstance(values, dict) and ("model_type" in values or "architectures" in values)
+
+
+def hf_directory_of(path):
+    """The HF directory `path` names (the directory, or one of its weight files), else None."""
+    if not path:
+        return None
+    path = os.path.normpath(os.fspath(path))
+    if os.path.basename(path) in _HF_WEIGHT_FILES:
+        path = os.path.dirname(path) or "."
+    return path if is_hf_directory(path) else None
+
+
+_hf_cache = collections.OrderedDict()  # absolute path -> (files' stamp, HFCheckpoint)
+
+
+def read_hf_directory(hf_dir):
+    """hf_checkpoint.read_hf_checkpoint(hf_dir), read once and cached until its files change.
+
+    Every reader of this module asks for the same directory several times (names, heads,
+    values); the cache makes that one read. What the reader left out or filled in (e.g. the
+    pooler an AlbertForMaskedLM save lacks) is logged once, when it is read.
+    """
+    key = os.path.abspath(hf_dir)
+    stamp = sorted(
+        (entry.name, entry.stat().st_mtime_ns, entry.stat().st_size)
+        for entry in os.scandir(key)
+        if entry.is_file()
+    )
+    cached = _hf_cache.get(key)
+    if cached and cached[0] == stamp:
+        _hf_cache.move_to_end(key)
+        return cached[1]
+    checkpoint = hf_checkpoint.read_hf_checkpoint(key)
+    for note in checkpoint.notes:
+        logging.warning("%s: %s", hf_dir, note)
+    logging.info(
+        "read Hugging Face %s from %s (%d weights, heads: %s)",
+        checkpoint.architecture,
+        hf_dir,
+        len(checkpoint.weights),
+        ", ".join(checkpoint.heads) or "none",
+    )
+    _hf_cache[key] = (stamp, checkpoint)
+    while len(_hf_cache) > _HF_CACHE_SIZE:
+        _hf_cache.popitem(last=False)
+    return checkpoint
+
+
+def _shapes(weights):
+    return {name: list(value.shape) for name, value in weights.items()}
+
+
+# ----------------------------------------------------------------------------------------------
 # Styles and loading into a model.
 # ----------------------------------------------------------------------------------------------
 
@@ -192,7 +306,12 @@ def style_from_names(names):
 
 
 def detect_checkpoint_style(ckpt_path):
-    """ "brightmart" or "google" from the variable names of a checkpoint (None if unclear)."""
+    """ "brightmart" or "google" from the variable names of a checkpoint (None if unclear).
+
+    A Hugging Face directory is google style: HF's ALBERT is Google's layout.
+    """
+    if hf_directory_of(ckpt_path):
+        return "google"
     return style_from_names(checkpoint_variable_names(ckpt_path))
 
 
@@ -202,6 +321,11 @@ def resolve_style(config, init_checkpoint=None, style_flag=None):
         if style_flag not in modeling.STYLES:
             raise AlbertError(
                 f"--style must be one of {', '.join(modeling.STYLES)}, got {style_flag!r}"
+            )
+        if style_flag != "google" and hf_directory_of(init_checkpoint):
+            raise AlbertError(
+                f"{init_checkpoint} is a Hugging Face directory, whose weights are google "
+                f"style: drop --style {style_flag}"
             )
         return style_flag
     if init_checkpoint:
@@ -303,7 +427,13 @@ class Heads:
 
     masked_lm: bool  # cls/predictions (a pretrained model, or an HF AlbertForMaskedLM)
     sentence_order: bool  # cls/seq_relationship
-    num_labels: int | None  # root output_weights: a fine-tuned classifier
+    num_labels: int | None  # root output_weights [C, H]: a fine-tuned classifier
+    # Sequence and token classifiers store the same output_weights [C, H]; a token classifier
+    # (run_ner.py) is told by its model_info.json (task "token_classification") or its CRF.
+    token_level: bool = False
+    crf: bool = False  # output_transitions: a linear-chain CRF over the tags
+    tags: tuple | None = None  # a token classifier's tag names (model_info.json "labels")
+    tag_scheme: str | None = None  # and their scheme (BIO, BIOES, BMES)
 
     @property
     def pretraining(self):
@@ -312,13 +442,48 @@ class Heads:
 
 
 def checkpoint_heads(ckpt_path):
-    names = checkpoint_variable_names(ckpt_path)
+    """The Heads of a checkpoint, from its variable names and the model_info.json beside it."""
+    path = resolve_checkpoint_path(ckpt_path)
+    names = checkpoint_variable_names(path)
     num_labels = names["output_weights"][0] if "output_weights" in names else None
+    crf = "output_transitions" in names
+    info = read_model_info(os.path.dirname(path)) or {}
+    token_level = crf or bool(num_labels and info.get("task") == TOKEN_CLASSIFICATION)
+    tags = tuple(info["labels"]) if token_level and info.get("labels") else None
+    if tags is not None and len(tags) != num_labels:
+        raise AlbertError(
+            f"{os.path.dirname(path)}/{MODEL_INFO_FILE} lists {len(tags)} tags but {path} has "
+            f"{num_labels} (output_weights): the file belongs to another model; remove it"
+        )
     return Heads(
         masked_lm="cls/predictions/output_bias" in names,
         sentence_order="cls/seq_relationship/output_weights" in names,
         num_labels=num_labels,
+        token_level=token_level,
+        crf=crf,
+        tags=tags,
+        tag_scheme=info.get("tag_scheme") if tags else None,
     )
+
+
+def label_names(ckpt_path):
+    """The class names of a classifier checkpoint, by class id; None when it does not say.
+
+    From an HF directory's config.json id2label (HF's placeholders LABEL_0, LABEL_1, ... say
+    nothing, so they give None), or from the model_info.json that run_classifier.py writes
+    next to its checkpoints.
+    """
+    path = resolve_checkpoint_path(ckpt_path)
+    num_labels = checkpoint_heads(path).num_labels
+    if not num_labels:
+        return None
+    if is_hf_directory(path):
+        id2label = read_hf_directory(path).id2label
+        names = [id2label[i] for i in range(num_labels)]
+        return None if names == [f"LABEL_{i}" for i in range(num_labels)] else names
+    info = read_model_info(os.path.dirname(path) or ".") or {}
+    names = info.get("label_names")
+    return list(names) if names and len(names) == num_labels else None
 
 
 @dataclasses.dataclass
@@ -335,11 +500,12 @@ class Models:
     encoder: modeling.AlbertModel
     pretraining: modeling.AlbertForPretraining | None = None
     classifier: modeling.AlbertForClassification | None = None
+    token_classifier: modeling.AlbertForTokenClassification | None = None
 
     def named_variables(self):
         """Every loaded variable once, by original name (the absent heads left out)."""
         named = dict(self.encoder.named_variables())
-        for model in (self.pretraining, self.classifier):
+        for model in (self.pretraining, self.classifier, self.token_classifier):
             if model is not None:
                 named.update(model.named_variables())
         absent = [p for p, there in _pretraining_prefixes(self.heads) if not there]
@@ -365,15 +531,40 @@ def build_models(config, ckpt_path, style=None):
     if heads.masked_lm or heads.sentence_order:
         models.pretraining = modeling.AlbertForPretraining(config, style=style, encoder=encoder)
         load_checkpoint(models.pretraining, path, allow_missing=absent)
-    if heads.num_labels:
+    if heads.num_labels and heads.token_level:
+        models.token_classifier = build_token_classifier(config, heads, style, encoder)
+        load_checkpoint(models.token_classifier, path, allow_missing=())
+    elif heads.num_labels:
         models.classifier = modeling.AlbertForClassification(
             config, heads.num_labels, style=style, classifier_dropout=0.0, encoder=encoder
         )
         load_checkpoint(models.classifier, path, allow_missing=())
-    if models.pretraining is None and models.classifier is None:
+    if all(m is None for m in (models.pretraining, models.classifier, models.token_classifier)):
         load_checkpoint(encoder, path, allow_missing=())
     logging.info("loaded %s (%s style)", path, style)
     return models
+
+
+def build_token_classifier(config, heads, style, encoder=None):
+    """An (unloaded) AlbertForTokenClassification for a checkpoint's Heads; a CRF decodes with
+    its tag scheme's constraints when the tags are known (from model_info.json)."""
+    allowed = None
+    if heads.crf and heads.tags:
+        allowed = modeling.crf_allowed_transitions(heads.tags, heads.tag_scheme or "BIO")
+    elif heads.crf:
+        logging.warning(
+            "CRF checkpoint without a model_info.json naming its tags: decoding without the "
+            "tag scheme's constraints"
+        )
+    return modeling.AlbertForTokenClassification(
+        config,
+        heads.num_labels,
+        style=style,
+        classifier_dropout=0.0,
+        use_crf=heads.crf,
+        allowed_transitions=allowed,
+        encoder=encoder,
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -735,22 +926,64 @@ def define_model_flags(flag_values, init_checkpoint_help):
     )
 
 
-def config_file_from_flags(flag_values):
-    """The config path of --bert_config_file / --albert_config_file (one of them, or both equal).
+def model_config(config_file=None, init_checkpoint=None):
+    """The AlbertConfig to build: `config_file` if given, else the one that comes with
+    `init_checkpoint` when it is a directory: an HF directory's config.json (converted,
+    refused if our model cannot compute it) or a model directory's albert_config.json."""
+    if config_file:
+        return modeling.AlbertConfig.from_json_file(config_file)
+    hf_dir = hf_directory_of(init_checkpoint)
+    if hf_dir:
+        logging.info("config: %s (Hugging Face)", os.path.join(hf_dir, HF_CONFIG))
+        return hf_checkpoint.read_hf_config(hf_dir)
+    if init_checkpoint and os.path.isfile(os.path.join(init_checkpoint, CONFIG_COPY)):
+        path = os.path.join(init_checkpoint, CONFIG_COPY)
+        logging.info("config: %s (from --init_checkpoint's directory)", path)
+        return modeling.AlbertConfig.from_json_file(path)
+    if init_checkpoint:
+        resolve_checkpoint_path(init_checkpoint)  # a path that does not exist says so first
+    raise AlbertError(
+        "--bert_config_file (or --albert_config_file) is required unless --init_checkpoint is "
+        "a directory with its config (albert_config.json, or a Hugging Face config.json)"
+    )
 
-    Without either, a model directory given as --init_checkpoint supplies its config copy.
-    """
-    given = {flag_values.bert_config_file, flag_values.albert_config_file} - {None, ""}
+
+def config_from_flags(flag_values):
+    """The AlbertConfig of --bert_config_file / --albert_config_file (one of them, or both
+    equal), else of --init_checkpoint's directory (see `model_config`)."""
+    given = {
+        flag_values[name].value
+        for name in ("bert_config_file", "albert_config_file")
+        if name in flag_values
+    } - {None, ""}
     if len(given) > 1:
         raise AlbertError("--bert_config_file and --albert_config_file differ; give only one")
-    if given:
-        return given.pop()
     init = flag_values["init_checkpoint"].value if "init_checkpoint" in flag_values else None
-    if init and os.path.isdir(init) and os.path.isfile(os.path.join(init, CONFIG_COPY)):
-        path = os.path.join(init, CONFIG_COPY)
-        logging.info("config: %s (from --init_checkpoint's directory)", path)
-        return path
-    raise AlbertError("--bert_config_file (or --albert_config_file) is required")
+    return model_config(given.pop() if given else None, init)
+
+
+TokenizerFiles = collections.namedtuple("TokenizerFiles", ["vocab_file", "do_lower_case"])
+
+
+def tokenizer_files(init_checkpoint):
+    """The vocab.txt and do_lower_case that come with a checkpoint directory (None: unknown).
+
+    An HF directory's WordPiece vocab.txt and tokenizer_config.json (a SentencePiece-only
+    directory is refused: this toolkit tokenizes with WordPiece); a model directory's vocab
+    copy and model_info.json. A checkpoint prefix says nothing: pass --vocab_file.
+    """
+    hf_dir = hf_directory_of(init_checkpoint)
+    if hf_dir:
+        return TokenizerFiles(
+            hf_checkpoint.find_vocab_file(hf_dir), hf_checkpoint.read_do_lower_case(hf_dir)
+        )
+    if init_checkpoint and os.path.isdir(init_checkpoint):
+        info = read_model_info(init_checkpoint) or {}
+        vocab_file = info.get("vocab_file") or os.path.join(init_checkpoint, VOCAB_COPY)
+        return TokenizerFiles(
+            vocab_file if os.path.isfile(vocab_file) else None, info.get("do_lower_case")
+        )
+    return TokenizerFiles(None, None)
 
 
 def remove_unfinished_files(output_dir):

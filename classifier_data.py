@@ -28,6 +28,7 @@ pads everything to `max_seq_length` (static shapes, needed on TPU).
 
 import collections
 import dataclasses
+import itertools
 import json
 import os
 
@@ -442,7 +443,14 @@ def get_processor(task_name, data_dir=None, strict=False, labels=None, train_fil
 
 @dataclasses.dataclass
 class Features:
-    """Unpadded token ids of a list of examples (padding happens per batch)."""
+    """Unpadded token ids of a list of examples (padding happens per batch).
+
+    `make_dataset` pads the TOKEN_COLUMNS (one value per token) and gathers the
+    EXAMPLE_COLUMNS (one value per example); ner_data.NerFeatures declares its own.
+    """
+
+    TOKEN_COLUMNS = ("input_ids", "segment_ids")
+    EXAMPLE_COLUMNS = ("label_ids",)
 
     input_ids: list  # of np.int32 arrays, [CLS] a [SEP] (b [SEP])
     segment_ids: list  # of np.int32 arrays
@@ -541,14 +549,69 @@ def training_batch_stream(
         epoch += 1
 
 
+def make_train_dataset_fn(
+    features,
+    global_batch_size,
+    num_replicas,
+    max_seq_length,
+    fixed_length,
+    data_seed,
+    num_train_steps,
+):
+    """dataset_fn(input_context, start_step) for training.Trainer.train: per-replica batches.
+
+    One stream of batches: epoch e is shuffled with `data_seed` + e, and step s reads batches
+    s * num_replicas ... (s + 1) * num_replicas - 1 of it, so training (re)started at any step
+    reads what an uninterrupted run would. The dataset ends after step `num_train_steps`.
+    With several input pipelines, pipeline p takes every p-th batch of the stream. Fixed
+    padding also drops partial batches, so that every shape is static (TPU). Any features
+    `make_dataset` pads will do (classification examples, NER windows).
+    """
+
+    def dataset_fn(input_context=None, start_step=0):
+        pipelines = input_context.num_input_pipelines if input_context else 1
+        pipeline_id = input_context.input_pipeline_id if input_context else 0
+        per_replica = global_batch_size // num_replicas
+        start_batch = start_step * num_replicas
+        stream = training_batch_stream(
+            features.lengths,
+            per_replica,
+            data_seed,
+            start_batch=start_batch,
+            bucket=not fixed_length,
+            drop_remainder=fixed_length,
+        )
+        count = max(0, num_train_steps - start_step) * num_replicas
+        batches = [
+            indices
+            for j, indices in enumerate(itertools.islice(stream, count), start=start_batch)
+            if j % pipelines == pipeline_id
+        ]
+        return make_dataset(
+            features,
+            batches,
+            max_seq_length,
+            fixed_length=fixed_length,
+            batch_size=per_replica if fixed_length else None,
+        )
+
+    return dataset_fn
+
+
 def make_dataset(features, batches, max_seq_length, fixed_length=False, batch_size=None):
     """A tf.data.Dataset of padded batches, one per index array in `batches`.
 
-    The pipeline is pure TensorFlow: the token ids live in ragged tensors and each batch is a
+    Each batch holds `input_mask` plus every column the features declare: the per-token
+    `TOKEN_COLUMNS` padded with 0 to the batch's length ([batch, seq]), the per-example
+    `EXAMPLE_COLUMNS` gathered ([batch]). So classification features and NER windows
+    (ner_data.NerFeatures: label_ids and label_mask per token) share one padding code.
+
+    The pipeline is pure TensorFlow: the rows live in ragged tensors and each batch is a
     gather + pad, so no Python (and no GIL) is involved while training reads it, and tf.data
-    pads batches in parallel. Evaluation and prediction read it too (inference.predict). Shapes are [batch, seq] with seq = None
-    (dynamic padding) or max_seq_length (fixed), and batch = None unless `batch_size` is
-    given (a static batch, for TPUs).
+    pads batches in parallel. Evaluation and prediction read it too (inference.predict).
+    seq is None (dynamic padding: the longest row rounded up like `padded_length`) or
+    max_seq_length (fixed); batch is None unless `batch_size` is given (a static batch, for
+    TPUs).
     """
     import tensorflow as tf
 
@@ -556,33 +619,32 @@ def make_dataset(features, batches, max_seq_length, fixed_length=False, batch_si
         flat = np.concatenate(rows).astype(np.int32) if len(rows) else np.zeros([0], np.int32)
         return tf.RaggedTensor.from_row_lengths(flat, np.asarray(row_lengths, np.int64))
 
-    input_ids = ragged(features.input_ids, features.lengths)
-    segment_ids = ragged(features.segment_ids, features.lengths)
-    label_ids = tf.constant(features.label_ids, tf.int32)
+    token_columns = {
+        name: ragged(getattr(features, name), features.lengths) for name in features.TOKEN_COLUMNS
+    }
+    example_columns = {
+        name: tf.constant(getattr(features, name), tf.int32) for name in features.EXAMPLE_COLUMNS
+    }
+    lengths = tf.constant(features.lengths, tf.int32)
     index_batches = ragged(batches, [len(b) for b in batches])
+    seq_dim = max_seq_length if fixed_length else None
 
     def pad(indices):
-        ids = tf.gather(input_ids, indices)
-        lengths = tf.cast(ids.row_lengths(), tf.int32)
+        batch_lengths = tf.gather(lengths, indices)
         if fixed_length:
             length = tf.constant(max_seq_length, tf.int32)
         else:  # as padded_length(): round up to a multiple of PAD_MULTIPLE, at most max_seq_length
-            rounded = -(-tf.reduce_max(lengths) // PAD_MULTIPLE) * PAD_MULTIPLE
+            rounded = -(-tf.reduce_max(batch_lengths) // PAD_MULTIPLE) * PAD_MULTIPLE
             length = tf.clip_by_value(rounded, 1, max_seq_length)
-
-        def dense(values):
-            values = values.to_tensor()
-            return tf.pad(values, [[0, 0], [0, length - tf.shape(values)[1]]])
-
-        batch = {
-            "input_ids": dense(ids),
-            "input_mask": tf.sequence_mask(lengths, length, tf.int32),
-            "segment_ids": dense(tf.gather(segment_ids, indices)),
-            "label_ids": tf.gather(label_ids, indices),
-        }
-        seq_dim = max_seq_length if fixed_length else None
-        for name, value in batch.items():
-            value.set_shape([batch_size] if name == "label_ids" else [batch_size, seq_dim])
+        batch = {"input_mask": tf.sequence_mask(batch_lengths, length, tf.int32)}
+        for name, rows in token_columns.items():
+            values = tf.gather(rows, indices).to_tensor()
+            batch[name] = tf.pad(values, [[0, 0], [0, length - tf.shape(values)[1]]])
+        for value in batch.values():
+            value.set_shape([batch_size, seq_dim])
+        for name, values in example_columns.items():
+            batch[name] = tf.gather(values, indices)
+            batch[name].set_shape([batch_size])
         return batch
 
     dataset = tf.data.Dataset.from_tensor_slices(index_batches)

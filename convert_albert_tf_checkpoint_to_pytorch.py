@@ -4,8 +4,19 @@ The output directory loads with `transformers.AlbertModel.from_pretrained(DIR)`,
 `AlbertForPreTraining.from_pretrained(DIR)` (when the checkpoint has the `cls/` heads;
 `AlbertForMaskedLM` when it has only the masked-LM one) and
 `AlbertForSequenceClassification.from_pretrained(DIR)` (when it has a fine-tuned classifier,
-root `output_weights`/`output_bias`), and `AutoTokenizer.from_pretrained(DIR)` gives a
-BertTokenizer with the albert_zh vocab when --vocab_file is given.
+root `output_weights`/`output_bias`; its config.json id2label names the classes when a
+run_classifier.py model_info.json or an HF classifier does) or
+`AlbertForTokenClassification.from_pretrained(DIR)` (a run_ner.py model, told by the
+model_info.json beside it; its tags become id2label), and `AutoTokenizer.from_pretrained(DIR)`
+gives a BertTokenizer with the albert_zh vocab when --vocab_file is given or the checkpoint is
+given as a directory that holds a vocab.txt (e.g. a run_classifier.py output).
+
+A run_ner.py model with a CRF converts its encoder and emission head to
+AlbertForTokenClassification; the CRF itself has no place in HF (its logits are the CRF's
+emission scores, and argmax over them is not the CRF's decoding). The transition scores are
+written beside it as crf_transitions.json, in pytorch-crf's convention (`transitions[i][j]`
+scores tag j after tag i, plus start/end scores) with the tag scheme's allowed transitions:
+decode HF's logits with them (forbidden transitions set to -1e9) to get our tags.
 
 Both checkpoint styles are handled (the layout itself lives in hf_checkpoint.py):
   * google (albert_tiny_zh_google, Google's albert_*_zh): a direct rename, kernels transposed.
@@ -48,7 +59,9 @@ def define_flags():
     )
     flags.DEFINE_string("tf_checkpoint_path", None, "TF checkpoint prefix (.../albert_model.ckpt).")
     flags.DEFINE_string(
-        "vocab_file", None, "Optional vocab.txt; written with a BertTokenizer config."
+        "vocab_file",
+        None,
+        "vocab.txt written with a BertTokenizer config (default: the checkpoint directory's).",
     )
     flags.DEFINE_string("output_dir", None, "Directory for config.json, model.safetensors, ...")
     flags.DEFINE_bool("do_lower_case", True, "Written into the tokenizer config.")
@@ -57,11 +70,46 @@ def define_flags():
 _INSTALL_HINT = "pip install -r requirements-dev.txt"
 
 
+CRF_FILE = "crf_transitions.json"
+CRF_VARIABLES = {
+    "output_transitions": "transitions",
+    "output_start_transitions": "start_transitions",
+    "output_end_transitions": "end_transitions",
+}
+
+
 def read_checkpoint_weights(config, checkpoint_path, style):
-    """NumPy weights of every head the checkpoint holds, loaded (and so validated) through
-    checkpoints.build_models: the same clear errors as every other script."""
+    """(NumPy weights of every head the checkpoint holds, its Heads), loaded (and so
+    validated) through checkpoints.build_models: the same clear errors as every script."""
     models = checkpoints.build_models(config, checkpoint_path, style)
-    return {name: var.numpy() for name, var in models.named_variables().items()}
+    weights = {name: var.numpy() for name, var in models.named_variables().items()}
+    return weights, models.heads
+
+
+def write_crf_transitions(path, crf_weights, heads):
+    """The CRF HF cannot hold, as JSON: pytorch-crf's parameters plus the scheme's rules."""
+    values = {key: crf_weights[name].tolist() for name, key in CRF_VARIABLES.items()}
+    if heads.tags:
+        allowed = modeling.crf_allowed_transitions(heads.tags, heads.tag_scheme or "BIO")
+        values.update(
+            allowed_transitions=allowed[0].numpy().tolist(),
+            allowed_start=allowed[1].numpy().tolist(),
+            allowed_end=allowed[2].numpy().tolist(),
+        )
+    record = {
+        "note": (
+            "HF's AlbertForTokenClassification does not use these: its logits are the CRF's "
+            "emission scores. Decode them with a linear-chain CRF (pytorch-crf: "
+            "CRF(num_tags, batch_first=True) with these transitions, start_transitions and "
+            "end_transitions), setting forbidden transitions (allowed_* false) to -1e9 as "
+            "run_ner.py's decoding does. transitions[i][j] scores tag j following tag i."
+        ),
+        "tags": list(heads.tags) if heads.tags else None,
+        "tag_scheme": heads.tag_scheme,
+        **values,
+    }
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(record, f, ensure_ascii=False, indent=1)
 
 
 def _import_torch_stack():
@@ -98,13 +146,26 @@ def convert(config, checkpoint_path, output_dir, style=None, vocab_file=None, do
         tokenization.check_vocab_size(vocab_file, config.vocab_size)  # before the slow part
     style = checkpoints.resolve_style(config, init_checkpoint=checkpoint_path, style_flag=style)
     hf_checkpoint.check_hf_representable(config, style)  # before the slow part
-    weights = read_checkpoint_weights(config, checkpoint_path, style)
+    weights, heads = read_checkpoint_weights(config, checkpoint_path, style)
+    crf_weights = {name: weights.pop(name) for name in CRF_VARIABLES if name in weights}
     has_mlm, has_sop, num_labels = hf_checkpoint.google_heads(
         {name: value.shape for name, value in weights.items()}
     )
-    layout = hf_checkpoint.to_hf_layout(weights, config, style)
+    layout = hf_checkpoint.to_hf_layout(
+        weights, config, style, token_level=heads.token_level, id2label=heads.tags
+    )
+    names = None
+    if num_labels and not heads.token_level:
+        names = checkpoints.label_names(checkpoint_path)
+        if names:  # a run_classifier.py output (or an HF classifier) names its classes
+            layout.config_values["id2label"] = dict(enumerate(names))
+            layout.config_values["label2id"] = {name: i for i, name in enumerate(names)}
 
     os.makedirs(output_dir, exist_ok=True)
+    crf_file = None
+    if crf_weights:
+        crf_file = os.path.join(output_dir, CRF_FILE)
+        write_crf_transitions(crf_file, crf_weights, heads)
     transformers.AlbertConfig(**layout.config_values).save_pretrained(output_dir)
     hf_checkpoint.save_hf_weights(layout.state, output_dir)
     if vocab_file:
@@ -121,6 +182,9 @@ def convert(config, checkpoint_path, output_dir, style=None, vocab_file=None, do
         "dropped_pretraining_heads": bool(layout.dropped_heads),
         "dropped_heads": layout.dropped_heads,
         "num_labels": num_labels,
+        "label_names": names,
+        "tags": list(heads.tags) if heads.tags else None,
+        "crf_transitions_file": crf_file,
     }
 
 
@@ -128,19 +192,22 @@ def main(argv):
     del argv
     if FLAGS.tf_checkpoint_path and not FLAGS.init_checkpoint:
         FLAGS.init_checkpoint = FLAGS.tf_checkpoint_path
-    config_file = checkpoints.config_file_from_flags(FLAGS)
+    config = checkpoints.config_from_flags(FLAGS)
     if not FLAGS.output_dir:
         raise AlbertError("--output_dir is required.")
     errors.check_output_path(FLAGS.output_dir, "output_dir", directory=True)
     _import_torch_stack()  # fail fast, before the slow TF work
-    config = modeling.AlbertConfig.from_json_file(config_file)
+    found = checkpoints.tokenizer_files(FLAGS.init_checkpoint)  # a model directory's copies
+    do_lower_case = FLAGS.do_lower_case
+    if found.do_lower_case is not None and not FLAGS["do_lower_case"].present:
+        do_lower_case = found.do_lower_case
     summary = convert(
         config,
         FLAGS.init_checkpoint,
         FLAGS.output_dir,
         style=FLAGS.style,
-        vocab_file=FLAGS.vocab_file,
-        do_lower_case=FLAGS.do_lower_case,
+        vocab_file=FLAGS.vocab_file or found.vocab_file,
+        do_lower_case=do_lower_case,
     )
     if summary["filled_unused_groups"]:
         logging.info(
@@ -153,6 +220,12 @@ def main(argv):
             "left out %s: one HF class (%s) cannot hold them next to the other heads",
             ", ".join(summary["dropped_heads"]),
             summary["architectures"][0],
+        )
+    if summary["crf_transitions_file"]:
+        logging.warning(
+            "the CRF has no place in HF: AlbertForTokenClassification's logits are its emission "
+            "scores, and argmax over them is not the CRF's decoding; its transitions are in %s",
+            summary["crf_transitions_file"],
         )
     if summary["architectures"] == ["AlbertModel"]:
         logging.info(

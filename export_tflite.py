@@ -14,6 +14,11 @@ The file holds ONE signature, `serving_default`, so apps address tensors by name
       --head=encoder      sequence_output [B, S, hidden], pooled_output [B, hidden]
       --head=classifier   probabilities [B, num_labels]            (softmax of the logits)
       --head=pretraining  masked_lm_log_probs [B, P, vocab], sentence_order_logits [B, 2]
+      --head=token_classifier (a run_ner.py model)
+                          tag_ids [B, S] int32, probabilities [B, S, num_tags]
+                          (as the SavedModel's token_classifier signature: a CRF's Viterbi
+                          decoding, with the tag scheme's constraints, runs inside the file
+                          with TFLite builtins only; see inference.token_classifier_outputs)
 
 In Python (the LiteRT runtime, `pip install ai-edge-litert`):
   from ai_edge_litert.interpreter import Interpreter
@@ -26,6 +31,10 @@ float16 (half the size, dequantized to float32 on CPUs).
 
 A dynamic-shape file accepts any sequence length up to max_position_embeddings; longer input
 fails in the interpreter (TFLite drops the model's length assertion), so truncate before calling.
+
+--init_checkpoint may be a Hugging Face ALBERT directory (its config.json then replaces
+--albert_config_file). The printed summary names the classes (`label_names`) when the
+checkpoint does: an HF directory's id2label, a run_classifier.py output's model_info.json.
 """
 
 import json
@@ -38,18 +47,18 @@ from absl import flags, logging
 import checkpoints
 import errors
 import inference
-import modeling
 from errors import AlbertError
 
 FLAGS = flags.FLAGS
 
-HEADS = ("encoder", "classifier", "pretraining")
+HEADS = ("encoder", "classifier", "pretraining", "token_classifier")
 QUANTIZATIONS = ("none", "int8", "float16")
 INPUT_NAMES = ("input_ids", "input_mask", "segment_ids")
 OUTPUT_NAMES = {
     "encoder": ("sequence_output", "pooled_output"),
     "classifier": ("probabilities",),
     "pretraining": ("masked_lm_log_probs", "sentence_order_logits"),
+    "token_classifier": ("tag_ids", "probabilities"),
 }
 SIGNATURE_KEY = inference.TFLITE_SIGNATURE
 
@@ -67,7 +76,8 @@ def define_flags():
         "encoder",
         list(HEADS),
         "encoder: sequence/pooled output; classifier: a fine-tuned classifier's "
-        "probabilities; pretraining: masked-LM and sentence-order outputs.",
+        "probabilities; pretraining: masked-LM and sentence-order outputs; "
+        "token_classifier: a run_ner.py model's tag_ids and per-token probabilities.",
     )
     flags.DEFINE_enum(
         "quantize",
@@ -107,6 +117,16 @@ def build_model(config, init_checkpoint, head, style=None):
             f"checkpoint {init_checkpoint} has no classifier head (output_weights): pass a "
             "fine-tuned run_classifier.py checkpoint, or use --head=encoder"
         )
+    if head == "classifier" and heads.token_level:
+        raise AlbertError(
+            f"checkpoint {init_checkpoint} is a token classifier (run_ner.py): use "
+            "--head=token_classifier"
+        )
+    if head == "token_classifier" and not heads.token_level:
+        raise AlbertError(
+            f"checkpoint {init_checkpoint} has no token classifier (a run_ner.py model with "
+            "its model_info.json): pass a run_ner.py output, or use --head=encoder"
+        )
     if head == "pretraining" and not heads.pretraining:
         raise AlbertError(
             f"checkpoint {init_checkpoint} has no pretraining heads (cls/predictions/...): "
@@ -117,11 +137,16 @@ def build_model(config, init_checkpoint, head, style=None):
         "encoder": models.encoder,
         "pretraining": models.pretraining,
         "classifier": models.classifier,
+        "token_classifier": models.token_classifier,
     }[head]
 
 
 def head_outputs(model, head, input_ids, input_mask, segment_ids, masked_lm_positions=None):
-    """The named float32 outputs of one head (the same names as the SavedModel signatures)."""
+    """The named outputs of one head (the same names as the SavedModel signatures)."""
+    if head == "token_classifier":
+        return inference.token_classifier_outputs(
+            model, input_ids, input_mask, segment_ids, decode_row_by_row=True
+        )
     if head == "classifier":
         return inference.classifier_probabilities(model, input_ids, input_mask, segment_ids)
     if head == "pretraining":
@@ -267,7 +292,7 @@ def max_differences(tflite_file, concrete_function, inputs):
     tflite_outputs = load_runner(tflite_file)(**inputs)
     tf_outputs = concrete_function(**{k: tf.constant(v) for k, v in inputs.items()})
     return {
-        name: float(np.max(np.abs(tflite_outputs[name] - tf_outputs[name].numpy())))
+        name: float(np.max(np.abs(tflite_outputs[name] - tf_outputs[name].numpy()), initial=0.0))
         for name in tf_outputs
     }
 
@@ -283,7 +308,7 @@ def main(argv):
             "pass either --max_seq_length (fixed [1, N] input) or --dynamic "
             "(any [batch, seq]), not both"
         )
-    config = modeling.AlbertConfig.from_json_file(checkpoints.config_file_from_flags(FLAGS))
+    config = checkpoints.config_from_flags(FLAGS)
     _, function = export_tflite(
         config,
         FLAGS.init_checkpoint,
@@ -304,6 +329,8 @@ def main(argv):
         "signature": SIGNATURE_KEY,
         **describe(FLAGS.output_file),
     }
+    if FLAGS.head == "classifier":
+        summary["label_names"] = checkpoints.label_names(FLAGS.init_checkpoint)
     if FLAGS.verify:
         seq_length = 16 if FLAGS.dynamic else FLAGS.max_seq_length
         inputs = example_inputs(
@@ -315,7 +342,7 @@ def main(argv):
         )
         summary["max_abs_diff_vs_tf"] = max_differences(FLAGS.output_file, function, inputs)
     logging.info("wrote %s (%.2f MB)", FLAGS.output_file, summary["size_mb"])
-    print(json.dumps(summary))
+    print(json.dumps(summary, ensure_ascii=False))
 
 
 if __name__ == "__main__":

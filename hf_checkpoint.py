@@ -251,7 +251,7 @@ def read_hf_config_json(hf_dir):
         architectures = ", ".join(values.get("architectures") or []) or "no architectures"
         raise AlbertError(
             f"{hf_dir} holds a {model_type or 'untyped'} model ({architectures}), not ALBERT: "
-            'this toolkit converts ALBERT models only (config.json model_type "albert")'
+            'this toolkit reads ALBERT models only (config.json model_type "albert")'
         )
     return values
 
@@ -374,7 +374,7 @@ def write_tokenizer_files(vocab_file, output_dir, do_lower_case, max_length):
 # ----------------------------------------------------------------------------- weight files
 
 # (single file, sharded index) in the order transformers itself prefers them.
-_WEIGHT_FILES = [
+WEIGHT_FILES = [
     ("model.safetensors", "model.safetensors.index.json"),
     ("pytorch_model.bin", "pytorch_model.bin.index.json"),
 ]
@@ -391,7 +391,7 @@ def read_hf_weights(hf_dir):
 
 def _read_weights_and_sources(hf_dir):
     """(key -> array, key -> the file it came from, for error messages)."""
-    for single, index in _WEIGHT_FILES:
+    for single, index in WEIGHT_FILES:
         if os.path.isfile(os.path.join(hf_dir, single)):
             files, expected = [single], None
         elif os.path.isfile(os.path.join(hf_dir, index)):
@@ -619,12 +619,15 @@ class HFLayout:
     dropped_heads: list  # our heads one HF class cannot hold next to the others
 
 
-def to_hf_layout(weights, config, style):
+def to_hf_layout(weights, config, style, token_level=False, id2label=None):
     """Our model's weights (either style, TF names) -> HFLayout.
 
     One HF directory is one HF class: a classifier wins over the pretraining heads (HF sizes
     the SOP head by num_labels too), MLM + SOP is AlbertForPreTraining, MLM alone
-    AlbertForMaskedLM; a lone SOP head has no HF class and is left out.
+    AlbertForMaskedLM; a lone SOP head has no HF class and is left out. A classifier is
+    AlbertForSequenceClassification, or AlbertForTokenClassification when `token_level`
+    (both keep our root output_weights as `classifier`; the pooler stays in the state so
+    that AlbertModel loads the directory too). `id2label`: label names, written to the config.
     """
     if style == "brightmart":
         weights = fold_brightmart_into_google(weights, config)
@@ -641,7 +644,9 @@ def to_hf_layout(weights, config, style):
             weights.update(identity_projection(config.hidden_size))
 
     has_mlm, has_sop, num_labels = google_heads({n: v.shape for n, v in weights.items()})
-    if num_labels:
+    if num_labels and token_level:
+        architectures, keep = ["AlbertForTokenClassification"], ("output_",)
+    elif num_labels:
         architectures, keep = ["AlbertForSequenceClassification"], ("output_",)
     elif has_mlm and has_sop:
         architectures, keep = ["AlbertForPreTraining"], ("cls/",)
@@ -661,6 +666,9 @@ def to_hf_layout(weights, config, style):
     values = hf_config_dict(
         config, embedding_size, num_groups, inner_group_num, num_labels, architectures
     )
+    if num_labels and id2label:
+        values["id2label"] = {i: str(name) for i, name in enumerate(id2label)}
+        values["label2id"] = {str(name): i for i, name in enumerate(id2label)}
     return HFLayout(state, values, architectures, filled, dropped)
 
 

@@ -3,12 +3,18 @@ exporters' self-checks.
 
 * `Predictor`: a loaded model (a tf.function traced once for [None, None] inputs) or a TFLite
   file run by LiteRT, with one call: a padded batch dict in, a dict of NumPy outputs out.
-* `predict`: every example of a `classifier_data.Features`, in length-sorted batches padded by
-  the same TensorFlow pipeline that training reads (`classifier_data.make_dataset`), outputs
-  put back in the examples' order.
+* `predict`: every example of a `classifier_data.Features` (or every window of a
+  `ner_data.NerFeatures`), in length-sorted batches padded by the same TensorFlow pipeline that
+  training reads (`classifier_data.make_dataset`), outputs put back in the examples' order.
+  Per-token outputs (named in `token_outputs`) come back padded to max_seq_length.
+* `classifier_probabilities`, `token_classifier_outputs`: what every export of a classifier /
+  token classifier (NER) returns, one definition for run_*.py, SavedModel and TFLite.
 * `load_classifier`: a fine-tuned classifier from a model directory or checkpoint.
+* `SavedModelTextPredictor` and `predict_texts`: raw text pairs through the `classify_text`
+  signature of a SavedModel from export_savedmodel.py (the tokenizer is inside it).
 """
 
+import json
 import os
 import time
 
@@ -28,25 +34,27 @@ TFLITE_SIGNATURE = "serving_default"
 class Predictor:
     """A TensorFlow model as a function: padded int32 batch -> {name: NumPy array}.
 
-    `outputs(model, input_ids, input_mask, segment_ids)` returns the named outputs; the
-    default turns a classifier's logits into `probabilities`.
+    `outputs(model, *inputs)` returns the named outputs, the inputs being the batch's
+    `input_names` columns ([batch, seq] int32 each); the default turns a classifier's logits
+    into `probabilities`.
     """
 
     fixed_length = None  # TFLite files may have a static sequence length
 
-    def __init__(self, model, outputs=None):
+    def __init__(self, model, outputs=None, input_names=INPUT_NAMES):
         self.model = model
+        self.input_names = tuple(input_names)
         outputs = outputs or classifier_probabilities
         spec = tf.TensorSpec([None, None], tf.int32)
 
-        @tf.function(input_signature=[spec, spec, spec])
-        def run(input_ids, input_mask, segment_ids):
-            return outputs(model, input_ids, input_mask, segment_ids)
+        @tf.function(input_signature=[spec] * len(self.input_names))
+        def run(*inputs):
+            return outputs(model, *inputs)
 
         self._run = run
 
     def __call__(self, batch):
-        outputs = self._run(*(tf.convert_to_tensor(batch[name]) for name in INPUT_NAMES))
+        outputs = self._run(*(tf.convert_to_tensor(batch[name]) for name in self.input_names))
         return {name: value.numpy() for name, value in outputs.items()}
 
 
@@ -54,6 +62,63 @@ def classifier_probabilities(model, input_ids, input_mask, segment_ids):
     """A classifier's softmax over its labels, the `probabilities` of every export."""
     logits = model(input_ids, input_mask, segment_ids, training=False)
     return {"probabilities": tf.nn.softmax(logits, axis=-1)}
+
+
+def serving_label_mask(input_mask):
+    """The positions a token classifier tags when only input_mask is known: every real token
+    but the first ([CLS]) and the last ([SEP]) of each row.
+
+    This is ner_data's label_mask for rows `[CLS] tokens [SEP]` with character units, except
+    for the rare character that becomes several pieces (e.g. "ǆ" -> "d", "##z"), whose later
+    pieces are tagged here too.
+    """
+    input_mask = tf.cast(input_mask, tf.int32)
+    lengths = tf.reduce_sum(input_mask, axis=1, keepdims=True)
+    positions = tf.range(tf.shape(input_mask)[1])[tf.newaxis]
+    inside = (positions > 0) & (positions < lengths - 1)
+    return input_mask * tf.cast(inside, tf.int32)
+
+
+def token_classifier_outputs(
+    model, input_ids, input_mask, segment_ids, label_mask=None, decode_row_by_row=False
+):
+    """A token classifier's `tag_ids` [B, S] int32 (0 outside label_mask) and per-token
+    `probabilities` [B, S, K] (softmax of the logits; for a CRF, of its emission scores).
+
+    tag_ids are `model.decode`: argmax for a softmax head, Viterbi with the tag scheme's
+    constraints for a CRF. label_mask defaults to `serving_label_mask(input_mask)`.
+    decode_row_by_row (when the batch size is not static) decodes one row at a time in a
+    while loop: the same tags, and the only form of the CRF's tf.scan that TFLite builtins
+    express for a dynamic batch (its TensorList elements need a static shape, here [1, K];
+    with a static batch, e.g. TFLite's [1, S], the batched scan has one already).
+    """
+    logits = model(input_ids, input_mask, segment_ids, training=False)
+    if label_mask is None:
+        label_mask = serving_label_mask(input_mask)
+    if decode_row_by_row and logits.shape[0] is None:
+        tag_ids = _decode_rows(model, logits, label_mask)
+    else:
+        tag_ids = model.decode(logits, label_mask)
+    return {"tag_ids": tag_ids, "probabilities": tf.nn.softmax(logits, axis=-1)}
+
+
+def _decode_rows(model, logits, label_mask):
+    batch, length = tf.shape(logits)[0], tf.shape(logits)[1]
+    num_labels = logits.shape[-1]
+
+    def decode_row(row, decoded):
+        row_logits = tf.slice(logits, [row, 0, 0], [1, length, num_labels])
+        row_mask = tf.slice(label_mask, [row, 0], [1, length])
+        return row + 1, tf.concat([decoded, model.decode(row_logits, row_mask)], 0)
+
+    _, tag_ids = tf.while_loop(
+        lambda row, _: row < batch,
+        decode_row,
+        (tf.constant(0), tf.zeros([0, length], tf.int32)),
+        shape_invariants=(tf.TensorShape([]), tf.TensorShape([None, None])),
+    )
+    tag_ids.set_shape(logits.shape[:2])  # static again when the input's shape is
+    return tag_ids
 
 
 class TflitePredictor:
@@ -107,12 +172,15 @@ class TflitePredictor:
         return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 
 
-def predict(predictor, features, batch_size, max_seq_length, fixed_length=False):
+def predict(predictor, features, batch_size, max_seq_length, fixed_length=False, token_outputs=()):
     """{output name: array [N, ...]} for every example of `features`, in their order.
 
     Batches are formed from examples of similar length (fewer padded positions), padded as
     in training, and mapped back by index. A predictor with a static sequence length gets
-    batches of exactly that length.
+    batches of exactly that length. The outputs named in `token_outputs` have one value per
+    token ([batch, seq, ...], seq varying from batch to batch): they are returned as
+    [N, max_seq_length, ...] arrays, zero beyond each batch's padded length, so that row i
+    position p is token p of example i whatever batch it ran in.
     """
     if predictor.fixed_length:
         fixed_length, max_seq_length = True, predictor.fixed_length
@@ -122,9 +190,14 @@ def predict(predictor, features, batch_size, max_seq_length, fixed_length=False)
     start = time.time()
     for indices, batch in zip(batches, dataset, strict=True):
         for name, value in predictor(batch).items():
+            per_token = name in token_outputs
             if name not in results:
-                results[name] = np.zeros((len(features),) + value.shape[1:], value.dtype)
-            results[name][indices] = value
+                shape = (max_seq_length,) + value.shape[2:] if per_token else value.shape[1:]
+                results[name] = np.zeros((len(features),) + shape, value.dtype)
+            if per_token:
+                results[name][indices, : value.shape[1]] = value
+            else:
+                results[name][indices] = value
     elapsed = max(time.time() - start, 1e-9)
     logging.info(
         "predicted %d examples in %.1fs (%.0f examples/s)",
@@ -135,19 +208,24 @@ def predict(predictor, features, batch_size, max_seq_length, fixed_length=False)
     return results
 
 
-def load_classifier(ckpt_path, config_file, num_labels=None, style=None):
+def load_classifier(ckpt_path, config, num_labels=None, style=None):
     """A fine-tuned AlbertForClassification and the prefix it was loaded from.
 
     `ckpt_path` may be a run_classifier.py output directory (its best, else latest
-    checkpoint) or a checkpoint prefix; the classifier head must be in it.
+    checkpoint), a checkpoint prefix or a Hugging Face AlbertForSequenceClassification
+    directory; the classifier head must be in it. `config`: a modeling.AlbertConfig.
     """
-    config = modeling.AlbertConfig.from_json_file(config_file)
     path = checkpoints.resolve_checkpoint_path(ckpt_path)
     heads = checkpoints.checkpoint_heads(path)
     if not heads.num_labels:
         raise AlbertError(
             f"{path} has no classifier head (output_weights): it is not a fine-tuned "
             "classifier; fine-tune it with run_classifier.py first"
+        )
+    if heads.token_level:
+        raise AlbertError(
+            f"{path} is a token classifier (NER, run_ner.py), not a sentence classifier; "
+            "export it with export_savedmodel.py (signature token_classifier)"
         )
     if num_labels is not None and heads.num_labels != num_labels:
         raise AlbertError(
@@ -160,3 +238,64 @@ def load_classifier(ckpt_path, config_file, num_labels=None, style=None):
     checkpoints.load_checkpoint(model, path, allow_missing=("cls/",))
     logging.info("classifier: %s (%s style, %d classes)", path, style, heads.num_labels)
     return model, path
+
+
+class SavedModelTextPredictor:
+    """A SavedModel's raw-text classifier: lists of texts in, {name: NumPy array} out.
+
+    Needs only the SavedModel directory (export_savedmodel.py with a vocab): tokenizer, vocab
+    and label names are inside it, so no vocab file or Python tokenizer is involved.
+    `labels` / `label_names` are the classes in the order of the probabilities' columns.
+    """
+
+    def __init__(self, export_dir, signature="classify_text"):
+        export_dir = os.fspath(export_dir)
+        if not os.path.isfile(os.path.join(export_dir, "saved_model.pb")):
+            raise AlbertError(f"{export_dir} is not a SavedModel directory (no saved_model.pb)")
+        loaded = tf.saved_model.load(export_dir)
+        if signature not in loaded.signatures:
+            raise AlbertError(
+                f"{export_dir} has no {signature} signature (it has "
+                f"{', '.join(sorted(loaded.signatures))}): export a fine-tuned classifier with "
+                "export_savedmodel.py and its vocab (--vocab_file, or the run's output directory)"
+            )
+        self.export_dir = export_dir
+        self._loaded = loaded  # keeps the signature's variables alive
+        self._signature = loaded.signatures[signature]
+        info = json.loads(loaded.text_info_json.numpy().decode("utf-8"))
+        self.labels = info["labels"]
+        self.label_names = info["label_names"]
+        self.max_seq_length = info["max_seq_length"]
+
+    def __call__(self, texts_a, texts_b=None):
+        """Outputs for one batch; texts_b None (or "" per example) means single texts."""
+        if texts_b is None:
+            texts_b = [""] * len(texts_a)
+        outputs = self._signature(
+            text_a=tf.constant(list(texts_a), tf.string),
+            text_b=tf.constant(list(texts_b), tf.string),
+        )
+        return {name: value.numpy() for name, value in outputs.items()}
+
+
+def predict_texts(predictor, texts_a, texts_b=None, batch_size=32):
+    """{output name: array [N, ...]} of a SavedModelTextPredictor, in the texts' order.
+
+    Batches hold texts of similar length (by characters: less padding), as `predict` does.
+    """
+    if texts_b is None:
+        texts_b = [""] * len(texts_a)
+    if len(texts_a) != len(texts_b):
+        raise AlbertError(f"{len(texts_a)} texts_a but {len(texts_b)} texts_b")
+    if not texts_a:
+        return predictor([], [])  # the signature answers an empty batch with empty outputs
+    order = sorted(range(len(texts_a)), key=lambda i: len(texts_a[i]) + len(texts_b[i]))
+    results = {}
+    for start in range(0, len(order), batch_size):
+        indices = order[start : start + batch_size]
+        outputs = predictor([texts_a[i] for i in indices], [texts_b[i] for i in indices])
+        for name, value in outputs.items():
+            if name not in results:
+                results[name] = np.empty((len(order),) + value.shape[1:], value.dtype)
+            results[name][indices] = value
+    return results

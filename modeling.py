@@ -33,40 +33,22 @@ STYLES = ("google", "brightmart")
 LN_TYPES = ("postln", "preln")
 
 # Defaults of the original config classes, used for keys a JSON file leaves out.
+# fmt: off
 _GOOGLE_DEFAULTS = dict(
-    embedding_size=128,
-    hidden_size=4096,
-    num_hidden_layers=12,
-    num_hidden_groups=1,
-    num_attention_heads=64,
-    intermediate_size=16384,
-    inner_group_num=1,
-    down_scale_factor=1,
-    hidden_act="gelu",
-    hidden_dropout_prob=0.0,
-    attention_probs_dropout_prob=0.0,
-    max_position_embeddings=512,
-    type_vocab_size=2,
-    initializer_range=0.02,
+    embedding_size=128, hidden_size=4096, num_hidden_layers=12, num_hidden_groups=1,
+    num_attention_heads=64, intermediate_size=16384, inner_group_num=1, down_scale_factor=1,
+    hidden_act="gelu", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+    max_position_embeddings=512, type_vocab_size=2, initializer_range=0.02,
 )
 _BRIGHTMART_DEFAULTS = dict(
     # albert_zh's BertConfig has no embedding_size (its JSONs always set it); 128 is what every
     # released model uses.
-    embedding_size=128,
-    hidden_size=768,
-    num_hidden_layers=12,
-    num_attention_heads=12,
-    intermediate_size=3072,
-    hidden_act="gelu",
-    hidden_dropout_prob=0.1,
-    attention_probs_dropout_prob=0.1,
-    max_position_embeddings=512,
-    type_vocab_size=16,
-    initializer_range=0.02,
-    ln_type="postln",
-    num_hidden_groups=1,
-    inner_group_num=1,
+    embedding_size=128, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+    intermediate_size=3072, hidden_act="gelu", hidden_dropout_prob=0.1,
+    attention_probs_dropout_prob=0.1, max_position_embeddings=512, type_vocab_size=16,
+    initializer_range=0.02, ln_type="postln", num_hidden_groups=1, inner_group_num=1,
 )
+# fmt: on
 
 
 class AlbertConfig:
@@ -610,6 +592,25 @@ class _ModelWithHeads(tf.Module):
         variables.update(self._heads.variables)
         return variables
 
+    def _build_output_layer(self, num_labels):
+        """The originals' classifier layer: `output_weights` [K, H], `output_bias` [K], after a
+        `loss/LayerNorm` for brightmart pre-LN models (as albert_zh's run_classifier)."""
+        make, H = self._heads, self.config.hidden_size
+        if self.style == "brightmart" and self.config.ln_type == "preln":
+            make.ones("loss/LayerNorm/gamma", [H])
+            make.zeros("loss/LayerNorm/beta", [H])
+        make.normal("output_weights", [num_labels, H])
+        make.zeros("output_bias", [num_labels])
+
+    def _output_logits(self, hidden, training):
+        """[N, H] -> [N, K] float32 logits: (LayerNorm), dropout, the output layer."""
+        w = self._heads.variables
+        hidden = tf.cast(hidden, tf.float32)
+        if "loss/LayerNorm/gamma" in w:
+            hidden = layer_norm(hidden, w["loss/LayerNorm/gamma"], w["loss/LayerNorm/beta"])
+        hidden = dropout(hidden, self.classifier_dropout, training)
+        return tf.matmul(hidden, w["output_weights"], transpose_b=True) + w["output_bias"]
+
     @property
     def compute_dtype(self):
         return self.encoder.compute_dtype
@@ -707,14 +708,9 @@ class AlbertForClassification(_ModelWithHeads):
         encoder=None,
     ):
         super().__init__(config, style, seed, name, encoder)
-        make, H = self._heads, config.hidden_size
         self.num_labels = num_labels
         self.classifier_dropout = classifier_dropout
-        if self.style == "brightmart" and config.ln_type == "preln":
-            make.ones("loss/LayerNorm/gamma", [H])
-            make.zeros("loss/LayerNorm/beta", [H])
-        make.normal("output_weights", [num_labels, H])
-        make.zeros("output_bias", [num_labels])
+        self._build_output_layer(num_labels)
         self.head_weights = self._heads.variables
 
     def __call__(self, input_ids, input_mask=None, segment_ids=None, training=False):
@@ -724,12 +720,7 @@ class AlbertForClassification(_ModelWithHeads):
         return self.logits_from_pooled(pooled, training)
 
     def logits_from_pooled(self, pooled, training=False):
-        w = self.head_weights
-        pooled = tf.cast(pooled, tf.float32)
-        if "loss/LayerNorm/gamma" in w:
-            pooled = layer_norm(pooled, w["loss/LayerNorm/gamma"], w["loss/LayerNorm/beta"])
-        pooled = dropout(pooled, self.classifier_dropout, training)
-        return tf.matmul(pooled, w["output_weights"], transpose_b=True) + w["output_bias"]
+        return self._output_logits(pooled, training)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -967,18 +958,15 @@ class AlbertForTokenClassification(_ModelWithHeads):
         allowed_transitions=None,
         seed=None,
         name="albert_token_classifier",
+        encoder=None,
     ):
-        super().__init__(config, style, seed, name)
-        make, H = self._heads, config.hidden_size
+        super().__init__(config, style, seed, name, encoder)
+        make = self._heads
         self.num_labels = num_labels
         self.classifier_dropout = classifier_dropout
         self.use_crf = use_crf
         self.allowed_transitions = allowed_transitions
-        if self.style == "brightmart" and config.ln_type == "preln":
-            make.ones("loss/LayerNorm/gamma", [H])
-            make.zeros("loss/LayerNorm/beta", [H])
-        make.normal("output_weights", [num_labels, H])
-        make.zeros("output_bias", [num_labels])
+        self._build_output_layer(num_labels)
         if use_crf:
             make.zeros("output_transitions", [num_labels, num_labels])
             make.zeros("output_start_transitions", [num_labels])
@@ -993,20 +981,11 @@ class AlbertForTokenClassification(_ModelWithHeads):
         return self.logits_from_sequence(sequence, training)
 
     def logits_from_sequence(self, sequence_output, training=False):
-        w = self.head_weights
-        hidden = tf.cast(sequence_output, tf.float32)
-        if "loss/LayerNorm/gamma" in w:
-            hidden = layer_norm(hidden, w["loss/LayerNorm/gamma"], w["loss/LayerNorm/beta"])
-        hidden = dropout(hidden, self.classifier_dropout, training)
-        logits = (
-            tf.matmul(
-                tf.reshape(hidden, [-1, self.config.hidden_size]),
-                w["output_weights"],
-                transpose_b=True,
-            )
-            + w["output_bias"]
-        )
-        return tf.reshape(logits, tf.concat([tf.shape(hidden)[:-1], [self.num_labels]], 0))
+        # One 2-D matmul over all positions (faster on CPU than a batched 3-D one).
+        flat = tf.reshape(sequence_output, [-1, self.config.hidden_size])
+        logits = self._output_logits(flat, training)
+        shape = tf.concat([tf.shape(sequence_output)[:-1], [self.num_labels]], 0)
+        return tf.reshape(logits, shape)
 
     def crf_parameters(self):
         """(transitions, start, end); zeros without a CRF (decoding then scores tokens alone)."""
@@ -1021,10 +1000,19 @@ class AlbertForTokenClassification(_ModelWithHeads):
         return tf.zeros([self.num_labels, self.num_labels]), zeros, zeros
 
     def loss(self, logits, label_ids, label_mask):
-        """Scalar training loss over the label_mask positions.
+        """Scalar training loss over the label_mask positions: loss_sum / loss_weight.
 
         CRF: the negative log-likelihood per sequence, averaged over the sequences that have a
         label. Otherwise: token cross-entropy averaged over the labelled tokens.
+        """
+        weight = self.loss_weight(label_mask)
+        return self.loss_sum(logits, label_ids, label_mask) / tf.maximum(weight, 1.0)
+
+    def loss_sum(self, logits, label_ids, label_mask):
+        """The loss summed over the batch (training.py's contract: sums, divided globally).
+
+        CRF: the sum of the sequences' negative log-likelihoods. Otherwise: the sum of the
+        labelled tokens' cross-entropies.
         """
         mask = tf.cast(label_mask, tf.float32)
         label_ids = tf.cast(label_ids, tf.int32)
@@ -1032,12 +1020,19 @@ class AlbertForTokenClassification(_ModelWithHeads):
             log_likelihood = crf_log_likelihood(
                 logits, label_ids, label_mask, *self.crf_parameters()
             )
-            labelled = tf.cast(tf.reduce_any(label_mask > 0, axis=1), tf.float32)
-            return -tf.reduce_sum(log_likelihood * labelled) / tf.maximum(
-                tf.reduce_sum(labelled), 1.0
-            )
+            return -tf.reduce_sum(log_likelihood * self._labelled_rows(label_mask))
         per_token = tf.nn.sparse_softmax_cross_entropy_with_logits(label_ids, logits)
-        return tf.reduce_sum(per_token * mask) / tf.maximum(tf.reduce_sum(mask), 1.0)
+        return tf.reduce_sum(per_token * mask)
+
+    def loss_weight(self, label_mask):
+        """What loss_sum is a sum over: labelled sequences (CRF) or labelled tokens."""
+        if self.use_crf:
+            return tf.reduce_sum(self._labelled_rows(label_mask))
+        return tf.reduce_sum(tf.cast(label_mask, tf.float32))
+
+    @staticmethod
+    def _labelled_rows(label_mask):
+        return tf.cast(tf.reduce_any(tf.cast(label_mask, tf.int32) > 0, axis=1), tf.float32)
 
     def decode(self, logits, label_mask):
         """[B, S] predicted tag ids at the label_mask positions (0 elsewhere)."""

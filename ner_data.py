@@ -377,7 +377,7 @@ def _cluener_entities(label, text, allowed_types):
     entities = []
     for entity_type, mentions in label.items():
         if allowed_types is not None and entity_type not in allowed_types:
-            return None, f"unknown entity type {entity_type!r} (not in --labels)"
+            return None, f"unknown entity type {entity_type!r} (no such type in train or --labels)"
         if not isinstance(mentions, dict):
             return None, f"label {entity_type!r} is not an object of entity -> offsets"
         for mention, offsets in mentions.items():
@@ -462,7 +462,9 @@ def _bio_sentence(block, path, scheme, allowed, report, examples):
             report.bad_row(line_number, f"{tag!r} is not a {scheme} tag{hint}", line)
             return
         if tag is not None and allowed is not None and tag not in allowed:
-            report.bad_row(line_number, f"unknown tag {tag!r} (not in --labels)", line)
+            report.bad_row(
+                line_number, f"unknown tag {tag!r} (no such tag in train or --labels)", line
+            )
             return
         tokens.append(token)
         tags.append(tag)
@@ -772,6 +774,10 @@ class NerFeatures:
     `window_start[i]` of example `example_index[i]`.
     """
 
+    # classifier_data.make_dataset pads every one of these per token (no per-example column).
+    TOKEN_COLUMNS = ("input_ids", "segment_ids", "label_ids", "label_mask")
+    EXAMPLE_COLUMNS = ()
+
     input_ids: list
     segment_ids: list
     label_ids: list
@@ -863,68 +869,6 @@ def convert_examples_to_features(
         scheme=scheme,
         report=report,
     )
-
-
-# Columns of a padded batch: one value per token.
-SEQUENCE_COLUMNS = ("input_ids", "segment_ids", "label_ids", "label_mask")
-
-
-def pad_batch(features, indices, max_seq_length, fixed_length=False):
-    """Gather windows `indices` into a padded batch: dict of int32 [B, L] arrays.
-
-    L follows classifier_data.padded_length (longest row rounded up, or max_seq_length), so
-    classifier_data.make_batches (length bucketing) is used unchanged for NER windows.
-    """
-    length = classifier_data.padded_length(
-        features.lengths[indices].max(), max_seq_length, fixed_length
-    )
-    batch = {name: np.zeros((len(indices), length), np.int32) for name in SEQUENCE_COLUMNS}
-    batch["input_mask"] = np.zeros((len(indices), length), np.int32)
-    for row, index in enumerate(indices):
-        n = features.lengths[index]
-        for name in SEQUENCE_COLUMNS:
-            batch[name][row, :n] = getattr(features, name)[index]
-        batch["input_mask"][row, :n] = 1
-    return batch
-
-
-def make_dataset(features, batches, max_seq_length, fixed_length=False, batch_size=None):
-    """A tf.data.Dataset of padded batches, each equal to `pad_batch(features, indices, ...)`.
-
-    The same design as classifier_data.make_dataset (ragged rows, gather + pad in the
-    pipeline), with every column per token.
-    """
-    import tensorflow as tf
-
-    def ragged(rows):
-        flat = np.concatenate(rows).astype(np.int32) if len(rows) else np.zeros([0], np.int32)
-        lengths = np.asarray([len(r) for r in rows], np.int64)
-        return tf.RaggedTensor.from_row_lengths(flat, lengths)
-
-    columns = {name: ragged(getattr(features, name)) for name in SEQUENCE_COLUMNS}
-    index_batches = ragged(batches)
-    seq_dim = max_seq_length if fixed_length else None
-
-    def pad(indices):
-        gathered = {name: tf.gather(values, indices) for name, values in columns.items()}
-        lengths = tf.cast(gathered["input_ids"].row_lengths(), tf.int32)
-        if fixed_length:
-            length = tf.constant(max_seq_length, tf.int32)
-        else:
-            multiple = classifier_data.PAD_MULTIPLE
-            rounded = -(-tf.reduce_max(lengths) // multiple) * multiple
-            length = tf.clip_by_value(rounded, 1, max_seq_length)
-        batch = {}
-        for name, values in gathered.items():
-            dense = values.to_tensor()
-            batch[name] = tf.pad(dense, [[0, 0], [0, length - tf.shape(dense)[1]]])
-        batch["input_mask"] = tf.sequence_mask(lengths, length, tf.int32)
-        for value in batch.values():
-            value.set_shape([batch_size, seq_dim])
-        return batch
-
-    dataset = tf.data.Dataset.from_tensor_slices(index_batches)
-    return dataset.map(pad, num_parallel_calls=tf.data.AUTOTUNE).prefetch(2)
 
 
 # ----------------------------------------------------------------------------- predictions

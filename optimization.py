@@ -124,6 +124,9 @@ class _AdamFamilyOptimizer(tf.Module):
         self.exclude_from_weight_decay = tuple(exclude_from_weight_decay or ())
         self.clip_norm = None if clip_norm is None else float(clip_norm)
         self.slot_suffixes = tuple(slot_suffixes)
+        # original name -> factor on the learning rate of that variable (default 1), e.g. a
+        # CRF's transitions, which start at zero and learn faster (run_ner --crf_learning_rate)
+        self.learning_rate_multipliers = {}
         self._variables = {}  # original name -> model variable
         self._slots = {}  # original name -> (first moment m, second moment v)
         self._iterations = None
@@ -260,6 +263,7 @@ class _AdamFamilyOptimizer(tf.Module):
         update = new_m / (tf.sqrt(new_v) + self.epsilon)  # no bias correction, as the originals
         if self._use_weight_decay(name):
             update += self.weight_decay_rate * old_var
+        learning_rate *= self.learning_rate_multipliers.get(name, 1.0)
         new_var = old_var - learning_rate * self._trust_ratio(name, old_var, update) * update
 
         if skip_if_nonfinite:
@@ -368,12 +372,15 @@ def create_optimizer(
     style="google",
     weight_decay_rate=0.01,
     clip_norm=1.0,
+    learning_rate_multipliers=None,
 ):
     """The originals' create_optimizer: warmup + polynomial decay, clipping, AdamW or LAMB.
 
     optimizer="adamw" (fine-tuning; slots adam_m/adam_v whatever the style) or "lamb"
     (pretraining; style "google" -> adam_m/adam_v and no ratio for LayerNorm/bias,
-    "brightmart" -> lamb_m/lamb_v and the ratio everywhere). Call `.build(named_variables)` next.
+    "brightmart" -> lamb_m/lamb_v and the ratio everywhere). `learning_rate_multipliers`:
+    {variable name: factor} scales the schedule for those variables only.
+    Call `.build(named_variables)` next.
     """
     if style not in ("google", "brightmart"):
         raise errors.AlbertError(f"style must be 'google' or 'brightmart', got {style!r}")
@@ -381,7 +388,12 @@ def create_optimizer(
         init_lr, num_train_steps, num_warmup_steps, power=poly_power
     )
     if optimizer == "adamw":
-        return AdamWeightDecay(schedule, weight_decay_rate=weight_decay_rate, clip_norm=clip_norm)
-    if optimizer == "lamb":
-        return LAMB(schedule, weight_decay_rate=weight_decay_rate, style=style, clip_norm=clip_norm)
-    raise errors.AlbertError(f"optimizer must be 'adamw' or 'lamb', got {optimizer!r}")
+        result = AdamWeightDecay(schedule, weight_decay_rate=weight_decay_rate, clip_norm=clip_norm)
+    elif optimizer == "lamb":
+        result = LAMB(
+            schedule, weight_decay_rate=weight_decay_rate, style=style, clip_norm=clip_norm
+        )
+    else:
+        raise errors.AlbertError(f"optimizer must be 'adamw' or 'lamb', got {optimizer!r}")
+    result.learning_rate_multipliers = dict(learning_rate_multipliers or {})
+    return result

@@ -19,11 +19,12 @@ Flags follow albert_zh's run_classifier.py. Differences, all deliberate:
     lines in eval_results.jsonl), test_results.tsv (class probabilities per test row, as the
     original) and test_predictions.tsv (readable: texts, gold, predicted label, probability).
 
-Checkpoints keep the original names (`bert/...`, `output_weights`, `output_bias`,
+--init_checkpoint may also be a Hugging Face ALBERT directory (see checkpoints.py); a
+directory that holds its config and vocab.txt makes --bert_config_file and --vocab_file
+optional. Checkpoints keep the original names (`bert/...`, `output_weights`, `output_bias`,
 `global_step`), so the original code, export_savedmodel.py and similarity.py read them.
 """
 
-import itertools
 import json
 import os
 import time
@@ -37,7 +38,6 @@ import classifier_data
 import errors
 import inference
 import modeling
-import optimization
 import tokenization
 import training
 
@@ -50,81 +50,14 @@ def define_flags(flag_values=FLAGS):
     """Define the flags (on import they are not: run_pretraining.py shares many names, and
     tests define them on their own FlagValues)."""
     fv = flag_values
-    training.define_training_flags(fv, keep_checkpoint_max=5, optimizer="adamw")
-    # The original's task flags.
-    flags.DEFINE_string(
-        "data_dir", None, "Directory with the task's train/dev/test files.", flag_values=fv
-    )
+    training.define_fine_tuning_flags(fv)
     flags.DEFINE_string(
         "task_name", None, "Task: " + ", ".join(sorted(classifier_data.PROCESSORS)), flag_values=fv
-    )
-    flags.DEFINE_string("vocab_file", None, "The vocab.txt of the model.", flag_values=fv)
-    flags.DEFINE_bool(
-        "do_lower_case", True, "Lower-case the input (True for the Chinese models).", flag_values=fv
-    )
-    flags.DEFINE_bool(
-        "do_predict",
-        False,
-        "Predict the test split (scored too when it is labelled).",
-        flag_values=fv,
-    )
-    flags.DEFINE_integer("predict_batch_size", 8, "Prediction batch size.", flag_values=fv)
-    flags.DEFINE_float(
-        "num_train_epochs", 3.0, "Training epochs (may be fractional).", flag_values=fv
-    )
-    flags.DEFINE_float(
-        "warmup_proportion", 0.1, "Fraction of the steps with linear warmup.", flag_values=fv
-    )
-    # Additions.
-    flags.DEFINE_integer(
-        "num_train_steps", None, "Train this many steps instead of epochs.", flag_values=fv
-    )
-    flags.DEFINE_float(
-        "weight_decay_rate", 0.01, "Decoupled weight decay (not LayerNorm/bias).", flag_values=fv
-    )
-    flags.DEFINE_float(
-        "hidden_dropout_prob", None, "Override the config's hidden dropout.", flag_values=fv
-    )
-    flags.DEFINE_float(
-        "attention_probs_dropout_prob",
-        None,
-        "Override the config's attention dropout.",
-        flag_values=fv,
-    )
-    flags.DEFINE_float(
-        "classifier_dropout",
-        0.1,
-        "Dropout on the pooled output (the original: 0.1).",
-        flag_values=fv,
-    )
-    flags.DEFINE_bool(
-        "fixed_length", False, "Pad every batch to max_seq_length (static shapes).", flag_values=fv
-    )
-    flags.DEFINE_bool(
-        "strict",
-        False,
-        "Stop at the first malformed data row instead of skipping it.",
-        flag_values=fv,
-    )
-    flags.DEFINE_string(
-        "train_file", None, "Train file (default: the task's name in data_dir).", flag_values=fv
-    )
-    flags.DEFINE_string(
-        "dev_file", None, "Dev file (default: the task's name in data_dir).", flag_values=fv
-    )
-    flags.DEFINE_string(
-        "test_file", None, "Test file (default: the task's name in data_dir).", flag_values=fv
     )
     flags.DEFINE_list(
         "labels", None, "Label set of the generic `tsv` task (default: from train).", flag_values=fv
     )
-    flags.DEFINE_bool(
-        "eval_every_epoch",
-        True,
-        "With do_train+do_eval, evaluate after each epoch.",
-        flag_values=fv,
-    )
-    flags.mark_flags_as_required(["task_name", "vocab_file", "output_dir"], flag_values=fv)
+    flags.mark_flags_as_required(["task_name", "output_dir"], flag_values=fv)
 
 
 SPLIT_FLAGS = {"train": "train_file", "dev": "dev_file", "test": "test_file"}
@@ -173,36 +106,9 @@ def to_features(examples, label_list, tokenizer):
 # ----------------------------------------------------------------------------- model
 
 
-def load_config(config_file):
-    """The model config with the dropout overrides, checked against the flags and the vocab."""
-    config = modeling.AlbertConfig.from_json_file(config_file)
-    overrides = {
-        key: getattr(FLAGS, key)
-        for key in ("hidden_dropout_prob", "attention_probs_dropout_prob")
-        if getattr(FLAGS, key) is not None
-    }
-    if overrides:
-        config = config.replace(**overrides)
-    config.check_max_seq_length(FLAGS.max_seq_length)
-    tokenization.check_vocab_size(FLAGS.vocab_file, config.vocab_size)
-    return config
-
-
 def build_classifier(config, num_labels, style, seed=None):
     return modeling.AlbertForClassification(
         config, num_labels, style=style, classifier_dropout=FLAGS.classifier_dropout, seed=seed
-    )
-
-
-def warn_if_from_scratch(init_checkpoint, resuming):
-    if init_checkpoint or resuming:
-        return
-    logging.warning(
-        "\n%s\nNO --init_checkpoint: fine-tuning from RANDOM weights (from scratch).\n"
-        "Accuracy will be far below a pretrained model's. Pass a released albert_zh\n"
-        "checkpoint or a run_pretraining.py output directory.\n%s",
-        "!" * 72,
-        "!" * 72,
     )
 
 
@@ -323,189 +229,75 @@ def make_loss_fn(model):
     return loss_fn
 
 
-def make_train_dataset_fn(
-    features,
-    global_batch_size,
-    num_replicas,
-    max_seq_length,
-    fixed_length,
-    data_seed,
-    num_train_steps,
-):
-    """dataset_fn(input_context, start_step) for Trainer.train: per-replica padded batches.
-
-    One stream of batches: epoch e is shuffled with `data_seed` + e, and step s reads batches
-    s * num_replicas ... (s + 1) * num_replicas - 1 of it, so training (re)started at any step
-    reads what an uninterrupted run would. The dataset ends after step `num_train_steps`.
-    With several input pipelines, pipeline p takes every p-th batch of the stream. Fixed
-    padding also drops partial batches, so that every shape is static (TPU).
-    """
-
-    def dataset_fn(input_context=None, start_step=0):
-        pipelines = input_context.num_input_pipelines if input_context else 1
-        pipeline_id = input_context.input_pipeline_id if input_context else 0
-        per_replica = global_batch_size // num_replicas
-        start_batch = start_step * num_replicas
-        stream = classifier_data.training_batch_stream(
-            features.lengths,
-            per_replica,
-            data_seed,
-            start_batch=start_batch,
-            bucket=not fixed_length,
-            drop_remainder=fixed_length,
-        )
-        count = max(0, num_train_steps - start_step) * num_replicas
-        batches = [
-            indices
-            for j, indices in enumerate(itertools.islice(stream, count), start=start_batch)
-            if j % pipelines == pipeline_id
-        ]
-        return classifier_data.make_dataset(
-            features,
-            batches,
-            max_seq_length,
-            fixed_length=fixed_length,
-            batch_size=per_replica if fixed_length else None,
-        )
-
-    return dataset_fn
-
-
-def epoch_end_steps(num_train_steps, steps_per_epoch):
-    """Global steps after which the dev set is evaluated: every epoch end, and the last step."""
-    if not (FLAGS.do_eval and FLAGS.eval_every_epoch):
-        return [num_train_steps]
-    ends = []
-    epoch = 1
-    while round(epoch * steps_per_epoch) < num_train_steps:
-        ends.append(int(round(epoch * steps_per_epoch)))
-        epoch += 1
-    return ends + [num_train_steps]
-
-
 def train(strategy, model, features, evaluate_dev, evaluated_step=None):
-    """Fine-tune with the shared training loop; evaluate the dev set after every epoch.
-
-    evaluate_dev(step) -> metrics or None is called at each epoch end (with --do_eval).
-    `evaluated_step`: the last step an earlier run of this output_dir evaluated.
-    Returns the Trainer.
-    """
+    """Fine-tune with the shared loop, evaluating the dev set after every epoch (see
+    training.fine_tune); returns the Trainer."""
     replicas = strategy.num_replicas_in_sync
-    if FLAGS.train_batch_size % replicas:
-        raise errors.AlbertError(
-            f"--train_batch_size={FLAGS.train_batch_size} must be divisible by the "
-            f"{replicas} replicas"
-        )
-    per_replica = FLAGS.train_batch_size // replicas
-    batches = classifier_data.batches_per_epoch(len(features), per_replica, FLAGS.fixed_length)
-    steps_per_epoch = batches / replicas
-    num_train_steps = FLAGS.num_train_steps or int(steps_per_epoch * FLAGS.num_train_epochs)
-    if num_train_steps <= 0:
-        raise errors.AlbertError(
-            f"no training steps: {len(features)} examples, batch {FLAGS.train_batch_size}, "
-            f"{FLAGS.num_train_epochs} epochs; raise --num_train_epochs or --num_train_steps"
-        )
-    num_warmup_steps = int(num_train_steps * FLAGS.warmup_proportion)
-    with strategy.scope():
-        optimizer = optimization.create_optimizer(
-            FLAGS.learning_rate,
-            num_train_steps,
-            num_warmup_steps,
-            optimizer=FLAGS.optimizer,
-            style=model.style,
-            weight_decay_rate=FLAGS.weight_decay_rate,
-        )
-        optimizer.build(model.named_variables())
-    trainer = training.Trainer(
+    return training.fine_tune(
+        FLAGS,
         strategy,
         model,
-        optimizer,
-        make_loss_fn(model),
-        FLAGS.output_dir,
-        precision=FLAGS.precision,
-        use_xla=FLAGS.use_xla,
-        gradient_accumulation_steps=FLAGS.gradient_accumulation_steps,
-        keep_checkpoint_max=FLAGS.keep_checkpoint_max,
-        overwrite_output_dir=FLAGS.overwrite_output_dir,
-    )
-    # Resumes from output_dir's newest readable checkpoint if any, else loads init_checkpoint.
-    trainer.restore_or_initialize(FLAGS.init_checkpoint)
-    warn_if_from_scratch(FLAGS.init_checkpoint, trainer.global_step > 0)
-
-    logging.info(
-        "fine-tuning %s-style model: %d examples, %.1f steps/epoch, steps %d -> %d "
-        "(warmup %d), batch %d on %d replica(s), %s padding",
-        model.style,
+        (make_loss_fn(model), None),
         len(features),
-        steps_per_epoch,
-        trainer.global_step,
-        num_train_steps,
-        num_warmup_steps,
-        FLAGS.train_batch_size,
-        replicas,
-        "fixed" if FLAGS.fixed_length else "dynamic (length-bucketed)",
-    )
-    dataset_fn = make_train_dataset_fn(
-        features,
-        FLAGS.train_batch_size,
-        replicas,
-        FLAGS.max_seq_length,
-        FLAGS.fixed_length,
-        FLAGS.seed,
-        num_train_steps,
-    )
-    end_steps = epoch_end_steps(num_train_steps, steps_per_epoch)
-    if trainer.global_step in end_steps and (evaluated_step or 0) < trainer.global_step:
-        # An earlier run was killed between this epoch's checkpoint and its evaluation:
-        # evaluate now, as an uninterrupted run did (model.ckpt-best depends on it).
-        evaluate_dev(trainer.global_step)
-    for end_step in end_steps:
-        if end_step <= trainer.global_step:
-            continue
-        start = time.time()
-        trainer.train(
-            dataset_fn,
-            end_step,
+        lambda batch: classifier_data.batches_per_epoch(len(features), batch, FLAGS.fixed_length),
+        lambda num_train_steps: classifier_data.make_train_dataset_fn(
+            features,
             FLAGS.train_batch_size,
-            iterations_per_loop=FLAGS.iterations_per_loop,
-            save_checkpoints_steps=FLAGS.save_checkpoints_steps,
-        )
-        logging.info(
-            "reached step %d/%d (epoch %.2f) in %.1fs",
-            trainer.global_step,
+            replicas,
+            FLAGS.max_seq_length,
+            FLAGS.fixed_length,
+            FLAGS.seed,
             num_train_steps,
-            trainer.global_step / steps_per_epoch,
-            time.time() - start,
-        )
-        evaluate_dev(trainer.global_step)
-    return trainer
+        ),
+        evaluate_dev,
+        evaluated_step=evaluated_step,
+    )
 
 
 # ----------------------------------------------------------------------------- main
 
 
 def validate_flags():
-    """Every flag checked before TensorFlow starts; returns the config file."""
+    """Every flag checked before TensorFlow starts; returns the model config."""
     if not (FLAGS.do_train or FLAGS.do_eval or FLAGS.do_predict):
         raise errors.AlbertError(
             "nothing to do: pass at least one of --do_train, --do_eval, --do_predict"
         )
     training.check_training_flags(FLAGS)
-    config_file = checkpoints.config_file_from_flags(FLAGS)
-    if FLAGS.predict_batch_size <= 0:
+    return training.fine_tuning_config(FLAGS)
+
+
+def check_init_labels(label_list, label_names):
+    """A classifier head in --init_checkpoint is trained further, so class i must mean the
+    task's label i. Returns the label names to record (the checkpoint's when the task has no
+    readable names of its own, e.g. a generic tsv task fine-tuned further from an HF model)."""
+    if not FLAGS.init_checkpoint:
+        return label_names
+    num_labels = checkpoints.checkpoint_heads(FLAGS.init_checkpoint).num_labels
+    if not num_labels:
+        return label_names
+    names = checkpoints.label_names(FLAGS.init_checkpoint)
+    shown = f" ({', '.join(names)})" if names else ""
+    if num_labels != len(label_list):
         raise errors.AlbertError(
-            f"--predict_batch_size must be positive, got {FLAGS.predict_batch_size}"
+            f"--init_checkpoint {FLAGS.init_checkpoint} is a classifier of {num_labels} "
+            f"classes{shown} but task {FLAGS.task_name} has {len(label_list)} "
+            f"({', '.join(label_names)}): start from the pretrained model instead"
         )
-    if FLAGS.use_tpu and not FLAGS.fixed_length:
-        logging.info("--use_tpu: padding every batch to --max_seq_length (static shapes)")
-        FLAGS.fixed_length = True
-    if not 0.0 <= FLAGS.warmup_proportion < 1.0:
-        raise errors.AlbertError("--warmup_proportion must be in [0, 1)")
-    for name in ("train_file", "dev_file", "test_file"):
-        path = getattr(FLAGS, name)
-        if path and not os.path.isfile(path):
-            raise errors.AlbertError(f"--{name}={path} does not exist")
-    return config_file
+    if names is None or names in (list(label_list), list(label_names)):
+        return label_names
+    if sorted(names) in (sorted(label_list), sorted(label_names)):
+        raise errors.AlbertError(
+            f"--init_checkpoint {FLAGS.init_checkpoint} orders its classes {names} but task "
+            f"{FLAGS.task_name} orders them {list(label_list)}: pass --labels={','.join(names)} "
+            "(task tsv) so that each class keeps its meaning"
+        )
+    logging.warning(
+        "--init_checkpoint's classes are %s, the task's labels %s: class i is trained as label i",
+        names,
+        list(label_list),
+    )
+    return names if list(label_names) == list(label_list) else label_names
 
 
 def check_sequence_room(processor):
@@ -549,11 +341,10 @@ def model_for_inference(model, trainer_ran):
 
 def main(argv):
     del argv
-    config_file = validate_flags()
+    config = validate_flags()
     # The strategy first: multi-worker and TPU runtimes must be set up before other TF ops.
     strategy = training.strategy_from_flags(FLAGS)
     tf.random.set_seed(FLAGS.seed)
-    config = load_config(config_file)
     style = checkpoints.resolve_style(config, FLAGS.init_checkpoint, FLAGS.style)
     processor = classifier_data.get_processor(
         FLAGS.task_name,
@@ -563,7 +354,8 @@ def main(argv):
         train_file=FLAGS.train_file,
     )
     check_sequence_room(processor)
-    label_list, label_names = processor.get_labels(), processor.label_names()
+    label_list = processor.get_labels()
+    label_names = check_init_labels(label_list, processor.label_names())
     tokenizer = tokenization.FullTokenizer(FLAGS.vocab_file, do_lower_case=FLAGS.do_lower_case)
     lock = checkpoints.OutputDirLock(FLAGS.output_dir)
     if training.is_chief(strategy):

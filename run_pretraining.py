@@ -13,6 +13,8 @@ laptop CPU, several GPUs (--strategy=mirrored), several workers (TF_CONFIG,
 
 Re-running the same command after an interruption (even kill -9) resumes from the last
 complete checkpoint in output_dir with the same weights, optimizer slots, step and data order.
+Continued pretraining starts from --init_checkpoint: a checkpoint of either style or a Hugging
+Face ALBERT directory (whose config.json then replaces --bert_config_file).
 """
 
 import os
@@ -170,9 +172,9 @@ def weights_fingerprint(model):
 
 
 def validate_flags():
-    """Every flag checked before TensorFlow starts; returns the config file."""
+    """Every flag checked before TensorFlow starts; returns the model config."""
     training.check_training_flags(FLAGS)
-    config_file = checkpoints.config_file_from_flags(FLAGS)
+    config = checkpoints.config_from_flags(FLAGS)
     if not FLAGS.input_file:
         raise AlbertError("--input_file is required (TFRecords from create_pretraining_data.py)")
     if not FLAGS.do_train and not FLAGS.do_eval:
@@ -182,7 +184,7 @@ def validate_flags():
             raise AlbertError(f"--{name} must be positive, got {getattr(FLAGS, name)}")
     if FLAGS.num_warmup_steps < 0:
         raise AlbertError("--num_warmup_steps must be >= 0")
-    return config_file
+    return config
 
 
 def define_flags():
@@ -205,10 +207,9 @@ def define_flags():
 
 
 def main(_):
-    config_file = validate_flags()
+    config = validate_flags()
     # The strategy first: multi-worker and TPU runtimes must be set up before other TF ops.
     strategy = training.strategy_from_flags(FLAGS)
-    config = modeling.AlbertConfig.from_json_file(config_file)
     config.check_max_seq_length(FLAGS.max_seq_length)
     style = checkpoints.resolve_style(config, FLAGS.init_checkpoint, FLAGS.style)
     input_files = pretraining_data.expand_input_files(FLAGS.input_file)
@@ -236,20 +237,9 @@ def run(strategy, config, style, input_files):
         )
         optimizer.build(model.named_variables())
     loss_fn, loss_weights_fn = make_loss_fns(model)
-    trainer = training.Trainer(
-        strategy,
-        model,
-        optimizer,
-        loss_fn,
-        FLAGS.output_dir,
-        loss_weights_fn=loss_weights_fn,
-        precision=FLAGS.precision,
-        use_xla=FLAGS.use_xla,
-        gradient_accumulation_steps=FLAGS.gradient_accumulation_steps,
-        keep_checkpoint_max=FLAGS.keep_checkpoint_max,
-        overwrite_output_dir=FLAGS.overwrite_output_dir,
+    trainer = training.trainer_from_flags(
+        FLAGS, strategy, model, optimizer, loss_fn, loss_weights_fn=loss_weights_fn
     )
-    trainer.restore_or_initialize(FLAGS.init_checkpoint)
     if trainer.is_chief:
         # Like a released model zip, output_dir holds the config its checkpoints belong to
         # (run_classifier_lcqmc.sh and the export tools pick it up from there).

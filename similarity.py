@@ -1,7 +1,10 @@
 """Score how likely two Chinese sentences mean the same thing, with a fine-tuned ALBERT.
 
-The model is a run_classifier.py output directory (LCQMC or another pair task), an explicit
-checkpoint + config + vocab, or a TFLite file from export_tflite.py. Sentence pairs come from
+The model is a run_classifier.py output directory (LCQMC or another pair task), a Hugging Face
+AlbertForSequenceClassification directory (config, weights and vocab.txt in it), an explicit
+checkpoint + config + vocab, a SavedModel directory from export_savedmodel.py (raw text goes
+through its classify_text signature: its tokenizer, vocab and labels are inside it), or a
+TFLite file from export_tflite.py. Sentence pairs come from
 the command line, from a TSV file, or from stdin (interactive prompts on a terminal,
 `text_a<TAB>text_b` lines otherwise). For each pair it prints the probability of "same
 meaning" (label "1"):
@@ -9,6 +12,8 @@ meaning" (label "1"):
     python similarity.py --model_dir=/tmp/lcqmc_output "我想买手机" "我要买个手机"
     python similarity.py --model_dir=/tmp/lcqmc_output --input_file=pairs.tsv
     python similarity.py --model_dir=/tmp/lcqmc_output            # interactive
+    python similarity.py --init_checkpoint=/tmp/albert_lcqmc_hf "我想买手机" "我要买个手机"
+    python similarity.py --saved_model=/tmp/lcqmc_savedmodel "我想买手机" "我要买个手机"
     python similarity.py --tflite_file=/tmp/albert_lcqmc.tflite \
         --vocab_file=../shared/data/vocab.txt "我想买手机" "我要买个手机"
 
@@ -28,7 +33,7 @@ import tokenization
 
 FLAGS = flags.FLAGS
 
-SAME_LABEL = "1"
+SAME_LABELS = ("1", "same")  # our lcqmc label, and its name (an HF classifier's id2label)
 MAX_PAIR_WARNINGS = 20  # warnings about single pairs; after that only the totals
 
 
@@ -68,45 +73,73 @@ def pairs_from_file(path):
 
 
 def load_model():
-    """(predictor, tokenizer, max_seq_length, index of the "same meaning" class)."""
+    """(predictor, tokenizer, max_seq_length, index of the "same meaning" class).
+
+    A SavedModel brings its own tokenizer: then tokenizer and max_seq_length are None.
+    """
+    if FLAGS.saved_model:
+        others = ("model_dir", "init_checkpoint", "tflite_file", "vocab_file", "max_seq_length")
+        given = [f"--{name}" for name in others if FLAGS[name].value]
+        if given:
+            raise errors.AlbertError(
+                f"--saved_model brings its own tokenizer, vocab and max_seq_length: drop "
+                f"{', '.join(given)}"
+            )
     import checkpoints  # TensorFlow loads only once the arguments are known to be fine
     import inference
 
+    if FLAGS.saved_model:
+        predictor = inference.SavedModelTextPredictor(FLAGS.saved_model)
+        return predictor, None, None, same_label_index(predictor.labels)
+    source = FLAGS.init_checkpoint or FLAGS.model_dir
     info = {}
-    if FLAGS.model_dir:
+    if FLAGS.model_dir and not checkpoints.is_hf_directory(FLAGS.model_dir):
         info = checkpoints.read_model_info(FLAGS.model_dir)
         if info is None:
             raise errors.AlbertError(
                 f"{FLAGS.model_dir} has no {checkpoints.MODEL_INFO_FILE}: --model_dir must be a "
-                "run_classifier.py --output_dir (or pass --init_checkpoint, --bert_config_file "
-                "and --vocab_file)"
+                "run_classifier.py --output_dir or a Hugging Face ALBERT classifier directory "
+                "(or pass --init_checkpoint, --bert_config_file and --vocab_file)"
             )
-    labels = info.get("labels", ["0", "1"])
-    if SAME_LABEL not in labels or len(labels) != 2:
-        raise errors.AlbertError(
-            f"the model's labels are {labels}; similarity.py needs a 2-class pair model "
-            "with label 1 = same meaning (e.g. fine-tuned on lcqmc)"
-        )
-    vocab_file = FLAGS.vocab_file or info.get("vocab_file")
+    found = checkpoints.tokenizer_files(source)
+    labels = info.get("labels")
+    if not labels and source and not FLAGS.tflite_file:
+        labels = checkpoints.label_names(source)  # an HF classifier's id2label
+    labels = labels or ["0", "1"]
+    same_index = same_label_index(labels)
+    vocab_file = FLAGS.vocab_file or info.get("vocab_file") or found.vocab_file
     if not vocab_file:
         raise errors.AlbertError("pass --vocab_file (or --model_dir)")
+    do_lower_case = info.get("do_lower_case", found.do_lower_case)
     tokenizer = tokenization.FullTokenizer(
-        vocab_file, do_lower_case=info.get("do_lower_case", FLAGS.do_lower_case)
+        vocab_file, do_lower_case=FLAGS.do_lower_case if do_lower_case is None else do_lower_case
     )
     max_seq_length = FLAGS.max_seq_length or info.get("max_seq_length", 128)
     if FLAGS.tflite_file:
         predictor = inference.TflitePredictor(FLAGS.tflite_file)
         max_seq_length = predictor.fixed_length or max_seq_length
     else:
-        checkpoint = FLAGS.init_checkpoint or FLAGS.model_dir
-        config_file = FLAGS.bert_config_file or info.get("config_file")
-        if not checkpoint or not config_file:
+        if not source:
             raise errors.AlbertError(
                 "pass --model_dir, or --init_checkpoint with --bert_config_file, or --tflite_file"
             )
-        model, _ = inference.load_classifier(checkpoint, config_file, len(labels), FLAGS.style)
+        config = checkpoints.model_config(FLAGS.bert_config_file or info.get("config_file"), source)
+        if not FLAGS.max_seq_length:
+            max_seq_length = min(max_seq_length, config.max_position_embeddings)
+        model, _ = inference.load_classifier(source, config, len(labels), FLAGS.style)
         predictor = inference.Predictor(model)
-    return predictor, tokenizer, max_seq_length, labels.index(SAME_LABEL)
+    return predictor, tokenizer, max_seq_length, same_index
+
+
+def same_label_index(labels):
+    """The column of the "same meaning" class (label 1, or "same") of a 2-class pair model."""
+    same = [i for i, label in enumerate(labels) if label in SAME_LABELS]
+    if len(labels) != 2 or len(same) != 1:
+        raise errors.AlbertError(
+            f"the model's labels are {labels}; similarity.py needs a 2-class pair model "
+            'with label 1 (or "same") = same meaning (e.g. fine-tuned on lcqmc)'
+        )
+    return same[0]
 
 
 def pair_problems(text_a, text_b, tokenizer, max_seq_length):
@@ -154,6 +187,10 @@ def score_pairs(model, pairs):
     import inference
 
     predictor, tokenizer, max_seq_length, same_index = model
+    if tokenizer is None:  # a SavedModel: raw text in, its own tokenizer
+        texts_a, texts_b = [a for a, *_ in pairs], [b for _, b, *_ in pairs]
+        outputs = inference.predict_texts(predictor, texts_a, texts_b, FLAGS.batch_size)
+        return outputs["probabilities"][:, same_index]
     warn_about_pairs(pairs, tokenizer, max_seq_length)
     examples = [
         classifier_data.InputExample(str(i), a, b, None) for i, (a, b, *_) in enumerate(pairs)
@@ -188,19 +225,31 @@ def interactive_pairs():
 def define_flags():
     """The command-line flags (defined only when run as a script, so modules with flags of
     the same names can be imported together, e.g. by the tests)."""
-    flags.DEFINE_string("model_dir", None, "A run_classifier.py --output_dir (fine-tuned model).")
     flags.DEFINE_string(
-        "init_checkpoint", None, "Fine-tuned classifier checkpoint (or model_dir's)."
+        "model_dir",
+        None,
+        "A run_classifier.py --output_dir or a Hugging Face ALBERT classifier directory.",
     )
-    flags.DEFINE_string("bert_config_file", None, "Config JSON (default: model_dir's copy).")
-    flags.DEFINE_string("vocab_file", None, "vocab.txt (default: model_dir's copy).")
+    flags.DEFINE_string(
+        "init_checkpoint",
+        None,
+        "Fine-tuned classifier: a checkpoint, a run_classifier.py output directory or a "
+        "Hugging Face AlbertForSequenceClassification directory (default: model_dir's).",
+    )
+    flags.DEFINE_string(
+        "bert_config_file", None, "Config JSON (default: the model directory's own)."
+    )
+    flags.DEFINE_string("vocab_file", None, "vocab.txt (default: the model directory's own).")
     flags.DEFINE_string("tflite_file", None, "Score with this TFLite classifier instead.")
+    flags.DEFINE_string(
+        "saved_model", None, "Score with this SavedModel's classify_text (export_savedmodel.py)."
+    )
     flags.DEFINE_string("input_file", None, "TSV of text_a<TAB>text_b[<TAB>label] pairs.")
     flags.DEFINE_integer(
         "max_seq_length", None, "Tokens per pair (default: as fine-tuned, or 128)."
     )
     flags.DEFINE_bool("do_lower_case", True, "Lower-case the input (as the Chinese models).")
-    flags.DEFINE_integer("batch_size", 32, "Pairs per model call (checkpoint models).")
+    flags.DEFINE_integer("batch_size", 32, "Pairs per model call (checkpoints, SavedModels).")
     flags.DEFINE_enum(
         "style", None, ["google", "brightmart"], "Checkpoint style (default: from the checkpoint)."
     )

@@ -21,15 +21,18 @@ words than BERT's BasicTokenizer. Measured with tensorflow-text 2.21.1 on this v
     U+200B, U+FEFF) that BERT deletes without a split; with lower_case=False, U+00A0 and
     the other Zs spaces do not separate words;
   * its word limit is 100 bytes (max_bytes_per_word); BERT's is 200 characters.
-So this module runs BasicTokenizer's steps itself on Unicode code points, and uses
-tensorflow_text only for the WordPiece step:
+So this module runs BasicTokenizer's steps itself on Unicode code points, and WordPiece too,
+with core TensorFlow ops only (no tensorflow_text op in the graph): a SavedModel holding an
+InGraphTokenizer loads wherever TensorFlow does, without `import tensorflow_text` first (e.g.
+`saved_model_cli run`, or a TensorFlow Serving binary without custom ops). The steps:
   1. decode UTF-8 into code points;
   2. drop NUL, U+FFFD and control/format characters; whitespace separates words, and every
      CJK ideograph is a word of its own (BasicTokenizer._clean_text, _tokenize_chinese_chars);
   3. with do_lower_case: str.lower(), NFD and drop the nonspacing marks (_run_strip_accents);
   4. every punctuation character becomes a word of its own (_run_split_on_punc);
-  5. WordPiece (tensorflow_text.WordpieceTokenizer, "##" for non-initial pieces); a word of
-     more than 200 characters is [UNK] (WordpieceTokenizer.max_input_chars_per_word).
+  5. WordPiece, greedy longest-match-first ("##" before every piece but the first); a word
+     with a rest that no vocab entry starts, or of more than 200 characters
+     (WordpieceTokenizer.max_input_chars_per_word), is one [UNK].
 The character properties used in steps 2-4 come from tables built when the tokenizer is
 created, with tokenization.py's own functions on this Python's `unicodedata`; so the two
 tokenizers agree on every code point even where ICU has another Unicode version. A SavedModel
@@ -47,7 +50,6 @@ import unicodedata
 
 import numpy as np
 import tensorflow as tf
-import tensorflow_text as tf_text
 
 import errors
 import tokenization
@@ -103,15 +105,9 @@ class InGraphTokenizer(tf.Module):
             ),
             default_value=-1,
         )
-        self._wordpiece = tf_text.WordpieceTokenizer(
-            self._vocab_table,
-            suffix_indicator="##",
-            # Words longer than MAX_CHARS_PER_WORD characters never get here (see tokenize),
-            # so the byte limit must never be what makes a word [UNK].
-            max_bytes_per_word=4 * MAX_CHARS_PER_WORD,
-            token_out_type=tf.int32,
-            unknown_token=tokenization.UNK_TOKEN,
-        )
+        self._unk_id = vocab[tokenization.UNK_TOKEN]
+        # No vocab entry is longer, so no longer piece needs to be looked up.
+        self._max_piece_chars = max(len(token) for token in vocab if _can_be_looked_up(token))
 
         starts, values = _property_table()
         self._property_starts = tf.constant(starts, tf.int32)
@@ -136,11 +132,11 @@ class InGraphTokenizer(tf.Module):
         words = self._basic_tokenize(texts)
         too_long = tf.strings.length(words.flat_values, unit="UTF8_CHAR") > MAX_CHARS_PER_WORD
         # BasicTokenizer never outputs "[UNK]" as a word ("[" is punctuation), so this string
-        # can only come from here; WordPiece looks it up whole, as it is in the vocab.
+        # can only come from here; WordPiece finds it whole, as it is in the vocab.
         words = words.with_flat_values(
             tf.where(too_long, tokenization.UNK_TOKEN, words.flat_values)
         )
-        return self._wordpiece.tokenize(words).merge_dims(1, 2)
+        return words.with_flat_values(self._wordpiece(words.flat_values)).merge_dims(1, 2)
 
     @tf.function(autograph=False)
     def pack(self, text_a, text_b=None):
@@ -193,6 +189,80 @@ class InGraphTokenizer(tf.Module):
             "input_mask": tf.ones_like(input_ids).to_tensor(0),
             "segment_ids": segment_ids.to_tensor(0),
         }
+
+    def _wordpiece(self, words):
+        """WordPiece ids of each word: int32 RaggedTensor [words, (ids)].
+
+        tokenization.WordpieceTokenizer's rule: from the start of the word, the next piece is
+        the longest prefix of the rest that is in the vocab, as "##" + prefix after the first
+        piece; if no vocab entry starts the rest, the whole word is one [UNK].
+        In two vectorised steps: every substring that could be a piece (any start, up to the
+        longest vocab entry) is looked up at once, giving the longest piece at each position;
+        then a loop with one step per piece walks all words together from piece to piece.
+        """
+        # Flat arrays over all characters of all words (their index: `char`).
+        _, offsets = tf.strings.unicode_decode_with_offsets(words, "UTF-8")
+        char_byte, char_word = offsets.flat_values, offsets.value_rowids()
+        word_start, word_end = offsets.row_starts(), offsets.row_limits()  # in characters
+        total_chars = tf.size(char_byte, tf.int64)
+        char = tf.range(total_chars)
+        char_position = char - tf.gather(word_start, char_word)  # within its word
+
+        # Candidates: each character starts one of each length 1..max_piece_chars that fits.
+        fits = tf.minimum(tf.gather(word_end, char_word) - char, self._max_piece_chars)
+        first = tf.cumsum(fits, exclusive=True)  # each character's first candidate
+        candidate_char = tf.repeat(char, fits)
+        length = tf.range(tf.reduce_sum(fits)) - tf.gather(first, candidate_char) + 1
+        word = tf.gather(char_word, candidate_char)
+        after = candidate_char + length  # the character after the candidate
+        byte_start = tf.gather(char_byte, candidate_char)
+        byte_end = tf.where(
+            after < tf.gather(word_end, word),
+            tf.gather(char_byte, tf.minimum(after, total_chars - 1)),
+            tf.gather(tf.cast(tf.strings.length(words), tf.int64), word),
+        )
+        piece = tf.strings.substr(tf.gather(words, word), byte_start, byte_end - byte_start)
+        suffix = tf.gather(char_position, candidate_char) > 0
+        ids = self._vocab_table.lookup(tf.where(suffix, tf.strings.join(["##", piece]), piece))
+
+        # The longest piece found at each character (0: none) and its id.
+        longest = tf.maximum(
+            tf.math.unsorted_segment_max(
+                tf.where(ids >= 0, length, 0), candidate_char, total_chars
+            ),
+            0,
+        )
+        longest_id = tf.gather(ids, first + tf.maximum(longest - 1, 0))
+
+        # Walk: from each word's first character, jump by the longest piece found there.
+        def step(current, walking, on_path, failed):
+            index = tf.minimum(current, total_chars - 1)  # only walking words use theirs
+            on_path = tf.tensor_scatter_nd_update(
+                on_path,
+                tf.boolean_mask(index, walking)[:, None],
+                tf.ones_like(tf.boolean_mask(index, walking), tf.bool),
+            )
+            jump = tf.where(walking, tf.gather(longest, index), 0)
+            failed |= walking & (jump == 0)
+            current += jump
+            return current, walking & (jump > 0) & (current < word_end), on_path, failed
+
+        _, _, on_path, failed = tf.while_loop(
+            lambda current, walking, on_path, failed: tf.reduce_any(walking),
+            step,
+            (word_start, word_end > word_start, tf.zeros_like(char, tf.bool), word_end < 0),
+        )
+        failed_char = tf.gather(failed, char_word)
+        emit = on_path & (~failed_char | (char_position == 0))  # a failed word: one [UNK]
+        piece_ids = tf.cast(
+            tf.where(failed_char, tf.cast(self._unk_id, tf.int64), longest_id), tf.int32
+        )
+        return tf.RaggedTensor.from_value_rowids(
+            tf.boolean_mask(piece_ids, emit),
+            tf.boolean_mask(char_word, emit),
+            nrows=tf.size(words, tf.int64),
+            validate=False,
+        )
 
     # ------------------------------------------------------------------------- basic tokenizer
     # The steps work on the flat code points of the whole batch: `rows` says which text a code

@@ -57,6 +57,8 @@ import tensorflow as tf
 from absl import logging
 
 import checkpoints
+import optimization
+import tokenization
 from errors import AlbertError, check_output_path, first_line
 
 PRECISIONS = {"fp32": tf.float32, "bf16": tf.bfloat16, "fp16": tf.float16}
@@ -229,6 +231,118 @@ def define_training_flags(flag_values, keep_checkpoint_max=5, optimizer="adamw")
     )
 
 
+def define_fine_tuning_flags(flag_values):
+    """The flags of the fine-tuning scripts (run_classifier.py, run_ner.py) on top of
+    `define_training_flags`: data files, tokenizer, schedule in epochs, dropout, padding."""
+    from absl import flags
+
+    fv = flag_values
+    define_training_flags(fv, keep_checkpoint_max=5, optimizer="adamw")
+    flags.DEFINE_string(
+        "data_dir", None, "Directory with the task's train/dev/test files.", flag_values=fv
+    )
+    for split in ("train", "dev", "test"):
+        flags.DEFINE_string(
+            f"{split}_file",
+            None,
+            f"{split.capitalize()} file (default: the task's name in data_dir).",
+            flag_values=fv,
+        )
+    flags.DEFINE_string(
+        "vocab_file",
+        None,
+        "The vocab.txt of the model (default: the one in --init_checkpoint's directory).",
+        flag_values=fv,
+    )
+    flags.DEFINE_bool(
+        "do_lower_case",
+        True,
+        "Lower-case the input (True for the Chinese models; default: what a Hugging Face "
+        "--init_checkpoint's tokenizer_config.json says).",
+        flag_values=fv,
+    )
+    flags.DEFINE_bool(
+        "do_predict", False, "Predict the test split (scored too when labelled).", flag_values=fv
+    )
+    flags.DEFINE_integer("predict_batch_size", 8, "Prediction batch size.", flag_values=fv)
+    flags.DEFINE_float(
+        "num_train_epochs", 3.0, "Training epochs (may be fractional).", flag_values=fv
+    )
+    flags.DEFINE_float(
+        "warmup_proportion", 0.1, "Fraction of the steps with linear warmup.", flag_values=fv
+    )
+    flags.DEFINE_integer(
+        "num_train_steps", None, "Train this many steps instead of epochs.", flag_values=fv
+    )
+    flags.DEFINE_float(
+        "weight_decay_rate", 0.01, "Decoupled weight decay (not LayerNorm/bias).", flag_values=fv
+    )
+    for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+        flags.DEFINE_float(name, None, f"Override the config's {name}.", flag_values=fv)
+    flags.DEFINE_float(
+        "classifier_dropout",
+        0.1,
+        "Dropout before the output layer (the original: 0.1).",
+        flag_values=fv,
+    )
+    flags.DEFINE_bool(
+        "fixed_length", False, "Pad every batch to max_seq_length (static shapes).", flag_values=fv
+    )
+    flags.DEFINE_bool(
+        "strict",
+        False,
+        "Stop at the first malformed data row instead of skipping it.",
+        flag_values=fv,
+    )
+    flags.DEFINE_bool(
+        "eval_every_epoch",
+        True,
+        "With do_train+do_eval, evaluate after each epoch.",
+        flag_values=fv,
+    )
+
+
+def fine_tuning_config(fv):
+    """The model config of a fine-tuning run, with every flag it depends on settled.
+
+    --vocab_file and --do_lower_case default to what --init_checkpoint's directory holds (an
+    HF directory's vocab.txt and tokenizer_config.json, or a model directory's copies); the
+    dropout flags override the config; max_seq_length and the vocab size are checked.
+    """
+    config = checkpoints.config_from_flags(fv)
+    found = checkpoints.tokenizer_files(fv.init_checkpoint)
+    if not fv.vocab_file:
+        if not found.vocab_file:
+            raise AlbertError(
+                "--vocab_file is required (--init_checkpoint is not a directory with a vocab.txt)"
+            )
+        fv.vocab_file = found.vocab_file
+        logging.info("vocab: %s (from --init_checkpoint's directory)", fv.vocab_file)
+    if found.do_lower_case is not None and not fv["do_lower_case"].present:
+        fv.do_lower_case = found.do_lower_case
+    overrides = {
+        key: fv[key].value
+        for key in ("hidden_dropout_prob", "attention_probs_dropout_prob")
+        if fv[key].value is not None
+    }
+    if overrides:
+        config = config.replace(**overrides)
+    config.check_max_seq_length(fv.max_seq_length)
+    tokenization.check_vocab_size(fv.vocab_file, config.vocab_size)
+    if fv.predict_batch_size <= 0:
+        raise AlbertError(f"--predict_batch_size must be positive, got {fv.predict_batch_size}")
+    if not 0.0 <= fv.warmup_proportion < 1.0:
+        raise AlbertError("--warmup_proportion must be in [0, 1)")
+    if fv.use_tpu and not fv.fixed_length:
+        logging.info("--use_tpu: padding every batch to --max_seq_length (static shapes)")
+        fv.fixed_length = True
+    for name in ("train_file", "dev_file", "test_file"):
+        path = fv[name].value
+        if path and not os.path.isfile(path):
+            raise AlbertError(f"--{name}={path} does not exist")
+    return config
+
+
 def check_training_flags(fv):
     """The checks every training script needs, each a one-line AlbertError."""
     if not fv.output_dir:
@@ -251,6 +365,138 @@ def check_training_flags(fv):
         logging.warning("--learning_rate=0: training will not change the weights")
     if fv.precision == "fp16" and not tf.config.list_physical_devices("GPU"):
         logging.warning("--precision=fp16 without a GPU is slow; bf16 is the CPU/TPU choice")
+
+
+def trainer_from_flags(fv, strategy, model, optimizer, loss_fn, loss_weights_fn=None):
+    """A Trainer configured by the shared training flags, resumed from --output_dir's newest
+    readable checkpoint, else initialised from --init_checkpoint (if any)."""
+    trainer = Trainer(
+        strategy,
+        model,
+        optimizer,
+        loss_fn,
+        fv.output_dir,
+        loss_weights_fn=loss_weights_fn,
+        precision=fv.precision,
+        use_xla=fv.use_xla,
+        gradient_accumulation_steps=fv.gradient_accumulation_steps,
+        keep_checkpoint_max=fv.keep_checkpoint_max,
+        overwrite_output_dir=fv.overwrite_output_dir,
+    )
+    trainer.restore_or_initialize(fv.init_checkpoint)
+    return trainer
+
+
+def epoch_end_steps(num_train_steps, steps_per_epoch):
+    """The global steps that end an epoch (rounded), and the last step: where dev is evaluated."""
+    ends = []
+    epoch = 1
+    while round(epoch * steps_per_epoch) < num_train_steps:
+        ends.append(int(round(epoch * steps_per_epoch)))
+        epoch += 1
+    return ends + [num_train_steps]
+
+
+def fine_tune(
+    fv,
+    strategy,
+    model,
+    loss_fns,
+    num_examples,
+    batches_per_epoch,
+    make_dataset_fn,
+    evaluate_dev,
+    learning_rate_multipliers=None,
+    evaluated_step=None,
+    what="examples",
+):
+    """The fine-tuning run of run_classifier.py and run_ner.py: schedule, optimizer, Trainer
+    (resumed or initialised), then one train() call per epoch with evaluate_dev(step) after it.
+
+    loss_fns: (loss_fn, loss_weights_fn or None) of the loss contract above.
+    batches_per_epoch(per_replica_batch) -> int, and make_dataset_fn(num_train_steps) -> the
+    dataset_fn of one deterministic stream: the task's data, read the same way by both.
+    evaluated_step: the last step an earlier run of this output_dir evaluated (a run killed
+    between an epoch's checkpoint and its evaluation evaluates it when resumed).
+    Returns the Trainer.
+    """
+    replicas = strategy.num_replicas_in_sync
+    if fv.train_batch_size % replicas:
+        raise AlbertError(
+            f"--train_batch_size={fv.train_batch_size} must be divisible by the {replicas} replicas"
+        )
+    steps_per_epoch = batches_per_epoch(fv.train_batch_size // replicas) / replicas
+    num_train_steps = fv.num_train_steps or int(steps_per_epoch * fv.num_train_epochs)
+    if num_train_steps <= 0:
+        raise AlbertError(
+            f"no training steps: {num_examples} {what}, batch {fv.train_batch_size}, "
+            f"{fv.num_train_epochs} epochs; raise --num_train_epochs or --num_train_steps"
+        )
+    num_warmup_steps = int(num_train_steps * fv.warmup_proportion)
+    with strategy.scope():
+        optimizer = optimization.create_optimizer(
+            fv.learning_rate,
+            num_train_steps,
+            num_warmup_steps,
+            optimizer=fv.optimizer,
+            style=model.style,
+            weight_decay_rate=fv.weight_decay_rate,
+            learning_rate_multipliers=learning_rate_multipliers or {},
+        )
+        optimizer.build(model.named_variables())
+    loss_fn, loss_weights_fn = loss_fns
+    trainer = trainer_from_flags(fv, strategy, model, optimizer, loss_fn, loss_weights_fn)
+    if not fv.init_checkpoint and trainer.global_step == 0:
+        logging.warning(
+            "\n%s\nNO --init_checkpoint: fine-tuning from RANDOM weights (from scratch).\n"
+            "Results will be far below a pretrained model's. Pass a released albert_zh\n"
+            "checkpoint, a run_pretraining.py output directory or a Hugging Face directory.\n%s",
+            "!" * 72,
+            "!" * 72,
+        )
+    logging.info(
+        "fine-tuning a %s-style model: %d %s, %.1f steps/epoch, steps %d -> %d (warmup %d), "
+        "batch %d on %d replica(s), %s padding",
+        model.style,
+        num_examples,
+        what,
+        steps_per_epoch,
+        trainer.global_step,
+        num_train_steps,
+        num_warmup_steps,
+        fv.train_batch_size,
+        replicas,
+        "fixed" if fv.fixed_length else "dynamic (length-bucketed)",
+    )
+    dataset_fn = make_dataset_fn(num_train_steps)
+    end_steps = [num_train_steps]
+    if fv.do_eval and fv.eval_every_epoch:
+        end_steps = epoch_end_steps(num_train_steps, steps_per_epoch)
+    if trainer.global_step in end_steps and (evaluated_step or 0) < trainer.global_step:
+        # An earlier run was killed between this epoch's checkpoint and its evaluation:
+        # evaluate now, as an uninterrupted run did (model.ckpt-best depends on it).
+        evaluate_dev(trainer.global_step)
+    for end_step in end_steps:
+        if end_step <= trainer.global_step:
+            continue
+        start = time.time()
+        trainer.train(
+            dataset_fn,
+            end_step,
+            fv.train_batch_size,
+            iterations_per_loop=fv.iterations_per_loop,
+            save_checkpoints_steps=fv.save_checkpoints_steps,
+        )
+        logging.info(
+            "reached step %d/%d (epoch %.2f) in %.1fs",
+            trainer.global_step,
+            num_train_steps,
+            trainer.global_step / steps_per_epoch,
+            time.time() - start,
+        )
+        evaluate_dev(trainer.global_step)
+    trainer.release_input()
+    return trainer
 
 
 def strategy_from_flags(fv):
@@ -358,6 +604,7 @@ class Trainer:
             )
         self.keep_checkpoint_max = keep_checkpoint_max
         self.overwrite_output_dir = bool(overwrite_output_dir)
+        self._skipped_checkpoints = []  # why restore_latest passed over each damaged one
         self.is_chief = is_chief(strategy)
         self.global_step = 0  # steps run (host side; written as `global_step`)
         self.history = []  # one dict per host loop: step, loss, step_losses, examples/s, ...

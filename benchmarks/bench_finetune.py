@@ -96,7 +96,7 @@ def time_epoch(args, features, fixed_length):
         strategy, model, optimizer, run_classifier.make_loss_fn(model), output_dir=None
     )
     timed = min(per_epoch, args.max_steps) if args.max_steps else per_epoch
-    dataset_fn = run_classifier.make_train_dataset_fn(
+    dataset_fn = classifier_data.make_train_dataset_fn(
         features,
         args.batch_size,
         1,

@@ -9,6 +9,8 @@ import pathlib
 
 import pytest
 
+import modeling
+
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 DATA_DIR = pathlib.Path(os.environ.get("ALBERT_ZH_DATA", REPO_ROOT.parent / "shared" / "data"))
 
@@ -27,3 +29,21 @@ def shared_data(relative_path):
 @pytest.fixture
 def vocab_file():
     return shared_data("vocab.txt")
+
+
+def small_config(style, **overrides):
+    """The one small test config: hidden 32, 2 layers, E 16, 4 heads, no dropout, in `style`.
+
+    Tests that need other sizes pass them as overrides (e.g. vocab_size=21128 for files that
+    ship the real vocab).
+    """
+    values = dict(vocab_size=97, embedding_size=16, hidden_size=32, num_hidden_layers=2,
+                  num_attention_heads=4, intermediate_size=48, hidden_act="gelu",
+                  hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+                  max_position_embeddings=40, type_vocab_size=2, initializer_range=0.02)  # fmt: skip
+    if style == "brightmart":
+        values["ln_type"] = "postln"
+    else:
+        values.update(num_hidden_groups=1, inner_group_num=1)
+    values.update(overrides)
+    return modeling.AlbertConfig.from_dict(dict(values, style=style))

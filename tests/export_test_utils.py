@@ -14,33 +14,15 @@ import numpy as np
 
 import checkpoints
 import modeling
+from tests import conftest
 from tests.conftest import REPO_ROOT
 
 VOCAB_SIZE = 21128  # the real albert_zh vocab, so the converter can ship vocab.txt with it
 
 
 def small_config(style, **overrides):
-    """A tiny config in the given style (hidden 32, 2 layers, E 16, 4 heads)."""
-    values = dict(
-        vocab_size=VOCAB_SIZE,
-        embedding_size=16,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=48,
-        hidden_act="gelu",
-        hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0,
-        max_position_embeddings=40,
-        type_vocab_size=2,
-        initializer_range=0.02,
-    )
-    if style == "brightmart":
-        values["ln_type"] = "postln"
-    else:
-        values.update(num_hidden_groups=1, inner_group_num=1)
-    values.update(overrides)
-    return modeling.AlbertConfig.from_dict(values)
+    """conftest's small config with the real vocab size (the converter ships vocab.txt)."""
+    return conftest.small_config(style, **{"vocab_size": VOCAB_SIZE, **overrides})
 
 
 def randomize(variables, seed):

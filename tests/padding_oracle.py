@@ -7,19 +7,20 @@ from classifier_data import padded_length
 
 
 def pad_batch(features, indices, max_seq_length, fixed_length=False):
-    """Gather `indices` into a padded batch: dict of int32 arrays (labels [B], rest [B,L])."""
+    """Gather `indices` into a padded batch: dict of int32 arrays.
+
+    Per-token columns (features.TOKEN_COLUMNS) and input_mask are [B, L], zero-padded;
+    per-example columns (features.EXAMPLE_COLUMNS) are [B].
+    """
     length = padded_length(features.lengths[indices].max(), max_seq_length, fixed_length)
-    input_ids = np.zeros((len(indices), length), np.int32)
-    input_mask = np.zeros((len(indices), length), np.int32)
-    segment_ids = np.zeros((len(indices), length), np.int32)
+    batch = {"input_mask": np.zeros((len(indices), length), np.int32)}
+    for name in features.TOKEN_COLUMNS:
+        batch[name] = np.zeros((len(indices), length), np.int32)
     for row, index in enumerate(indices):
         n = features.lengths[index]
-        input_ids[row, :n] = features.input_ids[index]
-        input_mask[row, :n] = 1
-        segment_ids[row, :n] = features.segment_ids[index]
-    return {
-        "input_ids": input_ids,
-        "input_mask": input_mask,
-        "segment_ids": segment_ids,
-        "label_ids": features.label_ids[indices],
-    }
+        batch["input_mask"][row, :n] = 1
+        for name in features.TOKEN_COLUMNS:
+            batch[name][row, :n] = getattr(features, name)[index]
+    for name in features.EXAMPLE_COLUMNS:
+        batch[name] = np.asarray(getattr(features, name))[indices].astype(np.int32)
+    return batch

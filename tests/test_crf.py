@@ -14,6 +14,7 @@ import checkpoints
 import modeling
 import ner_data
 from errors import AlbertError
+from tests import conftest
 
 torchcrf = pytest.importorskip("torchcrf")
 torch = pytest.importorskip("torch")
@@ -204,19 +205,7 @@ def test_allowed_transitions_rejects_tags_outside_the_scheme():
 
 
 def small_config(style, **overrides):
-    values = dict(
-        vocab_size=97,
-        embedding_size=16,
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=4,
-        intermediate_size=48,
-        max_position_embeddings=40,
-        type_vocab_size=2,
-        style=style,
-    )
-    values.update(overrides)
-    return modeling.AlbertConfig(**values)
+    return conftest.small_config(style, **{"num_hidden_layers": 1, **overrides})
 
 
 def token_batch(seed=0, batch=3, length=10, num_labels=5):

@@ -18,28 +18,17 @@ import checkpoints
 import export_tflite
 import modeling
 from errors import AlbertError
+from tests import conftest
 from tests.conftest import REPO_ROOT
 
 FP32_TOLERANCE = 1e-4
 NUM_LABELS = 3
+# The heads of the checkpoint below; the token classifier's tests are in test_ner_export.py.
+SENTENCE_HEADS = ("encoder", "classifier", "pretraining")
 
 
 def small_config(style):
-    values = dict(
-        vocab_size=200,
-        embedding_size=16,
-        hidden_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=128,
-        max_position_embeddings=40,
-        type_vocab_size=2,
-    )
-    values.update(ln_type="postln" if style == "brightmart" else None)
-    if style == "google":
-        values.pop("ln_type")
-        values.update(num_hidden_groups=1, inner_group_num=1)
-    return modeling.AlbertConfig.from_dict(values)
+    return conftest.small_config(style, vocab_size=200, hidden_size=64, intermediate_size=128)
 
 
 @pytest.fixture(scope="module", params=["google", "brightmart"])
@@ -82,7 +71,7 @@ def assert_close(actual, expected, atol):
         np.testing.assert_allclose(actual[name], expected[name], rtol=0, atol=atol, err_msg=name)
 
 
-@pytest.mark.parametrize("head", export_tflite.HEADS)
+@pytest.mark.parametrize("head", SENTENCE_HEADS)
 def test_fp32_fixed_shape_matches_tf(saved_model, head, tmp_path):
     style, config, prefix, pretraining, classifier, _ = saved_model
     path = tmp_path / f"{head}.tflite"
@@ -102,7 +91,7 @@ def test_fp32_fixed_shape_matches_tf(saved_model, head, tmp_path):
     assert_close(actual, reference_outputs(head, pretraining, classifier, inputs), FP32_TOLERANCE)
 
 
-@pytest.mark.parametrize("head", export_tflite.HEADS)
+@pytest.mark.parametrize("head", SENTENCE_HEADS)
 def test_fp32_dynamic_shape_matches_tf_at_several_shapes(saved_model, head, tmp_path):
     style, config, prefix, pretraining, classifier, _ = saved_model
     path = tmp_path / f"{head}_dynamic.tflite"
@@ -205,7 +194,7 @@ def test_cli_too_long_sequence_exits_2_with_one_line(saved_model, tmp_path):
     )
     assert result.returncode == 2
     assert error_lines(result.stderr) == [
-        "error: --max_seq_length 41 exceeds max_position_embeddings 40 of the config: "
+        "error: --max_seq_length=41 exceeds max_position_embeddings=40 of the config: "
         "use --max_seq_length <= 40"
     ]
     assert "Traceback" not in result.stderr

@@ -25,6 +25,7 @@ import hf_checkpoint
 import modeling
 from errors import AlbertError
 from tests import export_test_utils as u
+from tests import hf_test_utils as hf_utils
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -85,70 +86,10 @@ CASES = {
 }
 
 
-def _randomize(model, seed):
-    """Weights far from their initial values (as export_test_utils.randomize for ours), so a
-    transposed kernel, a swapped LayerNorm or a dropped bias changes the outputs."""
-    rng = np.random.default_rng(seed)
-    config = model.config
-    with torch.no_grad():
-        for name, parameter in sorted(model.named_parameters()):  # tied weights once
-            shape = tuple(parameter.shape)
-            is_norm = "LayerNorm" in name or "layer_norm" in name
-            if is_norm and name.endswith("weight"):
-                value = 1.0 + 0.3 * rng.standard_normal(shape)
-            elif (
-                "embedding_hidden_mapping_in" in name
-                and config.embedding_size == config.hidden_size
-            ):
-                # What our converter writes for E == H (Google's ALBERT has no projection then).
-                value = np.eye(shape[0]) if name.endswith("weight") else np.zeros(shape)
-            elif "embeddings" in name:
-                value = 0.5 * rng.standard_normal(shape)
-            else:  # kernels, biases, betas: fan-in scaled so activations stay O(1)
-                fan_in = shape[1] if len(shape) == 2 else 16
-                value = rng.standard_normal(shape) / np.sqrt(fan_in) * 1.2
-            parameter.copy_(torch.from_numpy(value.astype(np.float32)))
-
-
-def _write_vocab(path):
-    with open(path, "w", encoding="utf-8") as f:
-        f.writelines(f"[tok{i}]\n" for i in range(u.VOCAB_SIZE))
-
-
-def _save(model, directory, how):
-    """save_pretrained, then turn the safetensors into `.bin` files when asked: transformers 5
-    writes only safetensors (safe_serialization=False is ignored), 4 wrote torch pickles."""
-    shard_size = "300KB" if how.endswith("shards") else "5GB"
-    model.save_pretrained(directory, max_shard_size=shard_size)
-    if not how.startswith("bin"):
-        return
-    from safetensors.torch import load_file
-
-    if how == "bin":
-        os.remove(directory / "model.safetensors")
-        state = model.state_dict()  # with the tied decoder copies, as transformers 4 saved
-        positions = torch.arange(model.config.max_position_embeddings)[None]
-        state["albert.embeddings.position_ids"] = positions  # a buffer old versions saved
-        torch.save(state, directory / "pytorch_model.bin")
-        return
-    index = json.loads((directory / "model.safetensors.index.json").read_text())
-    weight_map = {}
-    for shard in sorted(set(index["weight_map"].values())):
-        bin_name = shard.replace("model-", "pytorch_model-").replace(".safetensors", ".bin")
-        tensors = load_file(directory / shard)
-        torch.save(tensors, directory / bin_name)
-        weight_map.update(dict.fromkeys(tensors, bin_name))
-        os.remove(directory / shard)
-    os.remove(directory / "model.safetensors.index.json")
-    (directory / "pytorch_model.bin.index.json").write_text(
-        json.dumps({"metadata": {}, "weight_map": weight_map})
-    )
-
-
 @pytest.fixture(scope="module")
 def vocab(tmp_path_factory):
     path = tmp_path_factory.mktemp("vocab") / "vocab.txt"
-    _write_vocab(path)
+    hf_utils.write_fake_vocab(path)
     return str(path)
 
 
@@ -160,24 +101,11 @@ def hf_case(tmp_path_factory, vocab):
     def get(name):
         if name not in cache:
             size, class_name, overrides, how = CASES[name]
-            values = dict(
-                SIZES[size],
-                vocab_size=u.VOCAB_SIZE,
-                num_hidden_groups=2,
-                hidden_act="gelu_new",
-                hidden_dropout_prob=0.0,
-                attention_probs_dropout_prob=0.0,
-                classifier_dropout_prob=0.0,
-            )
+            values = dict(SIZES[size], vocab_size=u.VOCAB_SIZE, num_hidden_groups=2)
             values.update(overrides)
-            config = transformers.AlbertConfig(**values)
-            torch.manual_seed(len(cache))
-            hf = getattr(transformers, class_name)(config).eval()
-            _randomize(hf, seed=len(cache) + 10)
             directory = tmp_path_factory.mktemp(name)
             hf_dir = directory / "hf"
-            _save(hf, hf_dir, how)
-            shutil.copyfile(vocab, hf_dir / "vocab.txt")
+            hf = hf_utils.make_hf_directory(hf_dir, class_name, values, vocab, len(cache), how)
             out = str(directory / "tf")
             summary = to_tf.convert(str(hf_dir), out)
             cache[name] = dict(
@@ -203,14 +131,6 @@ def _load_ours(out, summary):
     return model
 
 
-def _torch_inputs(ids, mask, segments):
-    return dict(
-        input_ids=torch.tensor(ids, dtype=torch.long),
-        attention_mask=torch.tensor(mask, dtype=torch.long),
-        token_type_ids=torch.tensor(segments, dtype=torch.long),
-    )
-
-
 def _close(theirs, ours):
     np.testing.assert_allclose(theirs, np.asarray(ours), atol=TOLERANCE, rtol=0)
 
@@ -224,8 +144,8 @@ def test_outputs_match_hf_pytorch(hf_case, name):
     positions = np.array([[1, 4, 2], [3, 3, 5], [0, 2, 4]], np.int32)
     hf_encoder = getattr(hf, "albert", hf)
     with torch.inference_mode():
-        hf_out = hf(**_torch_inputs(ids, mask, segments))
-        hf_encoded = hf_encoder(**_torch_inputs(ids, mask, segments))
+        hf_out = hf(**hf_utils.torch_inputs(ids, mask, segments))
+        hf_encoded = hf_encoder(**hf_utils.torch_inputs(ids, mask, segments))
     our_encoded = encoder(ids, mask, segments)
     _close(hf_encoded.last_hidden_state.numpy(), our_encoded["sequence_output"])
     assert our_encoded["sequence_output"].numpy().std() > 0.3  # not trivially 0 == 0
@@ -247,7 +167,7 @@ def test_outputs_match_hf_pytorch(hf_case, name):
     if "token_classification" in summary["heads"]:
         # Our token classifier (modeling.AlbertForTokenClassification, added separately) uses
         # the same output_weights [C,H] / output_bias [C] on every position.
-        head = modeling.read_checkpoint_tensors(case["out"], ["output_weights", "output_bias"])
+        head = checkpoints.read_tensors(case["out"], names=["output_weights", "output_bias"])
         sequence = our_encoded["sequence_output"].numpy()
         logits = sequence @ head["output_weights"].T + head["output_bias"]
         _close(hf_out.logits.numpy(), logits)
@@ -331,8 +251,8 @@ def round_trips(tmp_path_factory, vocab):
 @pytest.mark.parametrize("name", ["google_pretraining", "google_classifier"])
 def test_ours_to_hf_to_ours_is_bit_identical(round_trips, name):
     case = round_trips[name]
-    before = modeling.read_checkpoint_tensors(case["ckpt"])
-    after = modeling.read_checkpoint_tensors(case["back"])
+    before = checkpoints.read_tensors(case["ckpt"])
+    after = checkpoints.read_tensors(case["back"])
     assert sorted(after) == sorted(before)
     for variable, value in before.items():
         np.testing.assert_array_equal(after[variable], value, err_msg=variable)
@@ -507,8 +427,8 @@ def test_safetensors_need_no_torch_and_cli_errors_are_one_line(hf_case, tmp_path
     summary = json.loads(result[1].strip().splitlines()[0])
     assert summary["heads"] == ["sequence_classification"]
     assert summary["id2label"] == {str(i): label for i, label in LABELS.items()}
-    expected = modeling.read_checkpoint_tensors(hf_case("classifier_tiny_shards")["out"])
-    written = modeling.read_checkpoint_tensors(str(out))
+    expected = checkpoints.read_tensors(hf_case("classifier_tiny_shards")["out"])
+    written = checkpoints.read_tensors(str(out))
     assert sorted(written) == sorted(expected)
     for name, value in expected.items():
         np.testing.assert_array_equal(written[name], value, err_msg=name)

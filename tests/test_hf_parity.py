@@ -297,7 +297,7 @@ def test_converter_cli_bad_inputs(converted, tmp_path):
         ]
     )
     u.assert_one_line_error(results[0], "checkpoint not found", "missing.ckpt.index")
-    u.assert_one_line_error(results[1], "has 5 tokens", "vocab_size is 21128")
+    u.assert_one_line_error(results[1], "has 5 entries", "vocab_size=21128")
     u.assert_one_line_error(results[2], "post-LN only")
     assert not (tmp_path / "out" / "model.safetensors").exists()
 

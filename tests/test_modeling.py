@@ -13,25 +13,14 @@ import checkpoints
 import modeling
 import tokenization
 from errors import AlbertError
+from tests import conftest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CONFIGS = sorted((REPO / "configs").glob("*.json"))
 
 
 def small_config(style, **overrides):
-    values = dict(
-        vocab_size=97,
-        embedding_size=16,
-        hidden_size=32,
-        num_hidden_layers=3,
-        num_attention_heads=4,
-        intermediate_size=48,
-        max_position_embeddings=40,
-        type_vocab_size=2,
-        style=style,
-    )
-    values.update(overrides)
-    return modeling.AlbertConfig(**values)
+    return conftest.small_config(style, **{"num_hidden_layers": 3, **overrides})
 
 
 def random_inputs(batch=2, seq=12, vocab=97, seed=0):

@@ -16,6 +16,7 @@ import ner_data
 import tokenization
 from errors import AlbertError
 from ner_data import Entity
+from tests import padding_oracle
 from tests.conftest import shared_data
 
 seqeval_metrics = pytest.importorskip("seqeval.metrics")
@@ -169,7 +170,7 @@ def test_cluener_bad_rows_are_counted_or_fatal_when_strict(tmp_path):
     summary = report.summary()
     for fragment in (":2: offsets [1, 3] hold '商银行', not the entity '浙商银行'", ":3: offsets"):
         assert fragment in summary
-    assert "1 unknown entity type 'bank' (not in --labels)" in summary
+    assert "1 unknown entity type 'bank' (no such type in train or --labels)" in summary
     assert "dropped name 0-1 '叶老'" in summary
 
     with pytest.raises(AlbertError) as error:
@@ -213,7 +214,7 @@ def test_bio_reading_with_repairs_unknown_tags_and_empty_sentences(tmp_path):
     assert examples[2].line_numbers == [8, 9, 10] and examples[2].line_spans[1] == (1, 2)
     assert report.corrected == {"I- without B- (read as B-, like seqeval)": 1}
     assert "train.txt:9: I-LOC after O" in report.summary()
-    assert report.malformed == {"unknown tag 'B-XYZ' (not in --labels)": 1}
+    assert report.malformed == {"unknown tag 'B-XYZ' (no such tag in train or --labels)": 1}
     assert report.skipped == {"empty sentences": 1}  # the line holding a full-width space
 
     with pytest.raises(AlbertError, match=r"train.txt:9: malformed row \(I-LOC after O"):
@@ -360,14 +361,23 @@ def test_features_batches_and_dataset(cluener, tokenizer):
         assert mask[0] == 0 and mask[-1] == 0 and mask[1] == 1
         assert not features.label_ids[row][mask == 0].any()
     batches = classifier_data.make_batches(features.lengths, 8, shuffle=True, seed=3)
-    batch = ner_data.pad_batch(features, batches[0], 24)
+    batch = padding_oracle.pad_batch(features, batches[0], 24)
     assert set(batch) == {"input_ids", "input_mask", "segment_ids", "label_ids", "label_mask"}
     assert batch["input_ids"].shape[1] in (16, 24)
     assert (batch["input_mask"].sum(1) == features.lengths[batches[0]]).all()
 
-    dataset = ner_data.make_dataset(features, batches, 24)
+    # the one padding pipeline (classifier_data.make_dataset) pads every per-token column
+    dataset = classifier_data.make_dataset(features, batches, 24)
     for indices, element in zip(batches, dataset, strict=True):
-        expected = ner_data.pad_batch(features, indices, 24)
+        expected = padding_oracle.pad_batch(features, indices, 24)
+        assert set(element) == set(expected)
+        for name, value in expected.items():
+            np.testing.assert_array_equal(element[name].numpy(), value)
+    full = [b for b in batches if len(b) == 8]
+    fixed = classifier_data.make_dataset(features, full, 24, fixed_length=True, batch_size=8)
+    assert fixed.element_spec["label_mask"].shape.as_list() == [8, 24]
+    for indices, element in zip(full, fixed, strict=True):
+        expected = padding_oracle.pad_batch(features, indices, 24, fixed_length=True)
         for name, value in expected.items():
             np.testing.assert_array_equal(element[name].numpy(), value)
 

@@ -371,6 +371,29 @@ def test_clip_norm_none_disables_clipping():
     )
 
 
+def test_learning_rate_multipliers_scale_one_variable():
+    """--crf_learning_rate: a variable's step is the schedule's times its factor, others as is."""
+    grad = tf.constant([[10.0, -10.0]])
+    moved = {}
+    for factor in (1.0, 100.0):
+        variables = tf_variables(
+            {"output_transitions": np.zeros((1, 2)), "output_bias": np.zeros(2)}
+        )
+        optimizer = optimization.create_optimizer(
+            1e-4,
+            10,
+            0,
+            weight_decay_rate=0.0,
+            learning_rate_multipliers={"output_transitions": factor},
+        )
+        optimizer.build(variables)
+        optimizer.apply_gradients([(grad, "output_transitions"), (grad[0], "output_bias")])
+        moved[factor] = (variables["output_transitions"].numpy(), variables["output_bias"].numpy())
+    np.testing.assert_allclose(moved[100.0][0], 100.0 * moved[1.0][0], rtol=1e-5)
+    np.testing.assert_array_equal(moved[100.0][1], moved[1.0][1])
+    assert np.abs(moved[1.0][0]).min() > 0
+
+
 def test_create_optimizer_choices_and_errors():
     assert isinstance(optimization.create_optimizer(1e-4, 10, 1), optimization.AdamWeightDecay)
     lamb = optimization.create_optimizer(1e-4, 10, 1, optimizer="lamb", style="brightmart")

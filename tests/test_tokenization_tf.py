@@ -3,7 +3,8 @@
 Compared with tokenization.FullTokenizer (the reference) on every text of the shared data
 sets, on hand-picked hard strings, on every assigned code point, on random strings of tricky
 characters and on invalid UTF-8; `pack` against FullTokenizer.encode_pair on brute-forced
-lengths. Also: use inside tf.function / tf.data, and a SavedModel round trip.
+lengths. Also: use inside tf.function / tf.data, and a SavedModel round trip (export_savedmodel's
+text signatures: tests/test_export_text_signatures.py, with saved_model_cli in a subprocess).
 """
 
 import json
@@ -214,6 +215,20 @@ def test_hard_texts_give_the_expected_tokens(uncased):
     assert tokens[3] == ["[UNK]"]  # more than 200 characters
     assert tokens[4] == ["a", "=", "b"]  # NFD("≠") = "=" + U+0338, a punctuation character
     assert tokens[5] == []
+
+
+def test_wordpiece_longest_match_and_a_rest_without_pieces(uncased):
+    """The WordPiece step (core TF ops): longest match first, a longest vocab entry whole,
+    and a word whose rest no vocab entry starts is one [UNK] (after pieces were found)."""
+    graph_tokenizer, full_tokenizer = uncased
+    texts = ["facebooktwitterpinterestgoogle", "xfacebooktwitterpinterestgoogle", "ab😀", "😀b"]
+    tokens = [
+        full_tokenizer.convert_ids_to_tokens(ids) for ids in _graph_ids(graph_tokenizer, texts)
+    ]
+    assert tokens[0] == ["facebooktwitterpinterestgoogle"]  # 30 characters, the longest entry
+    assert tokens[1] == ["x", "##facebook", "##twitter", "##pin", "##ter", "##est", "##google"]
+    assert tokens[2:] == [["[UNK]"], ["[UNK]"]]
+    _assert_same_ids(graph_tokenizer, full_tokenizer, texts)
 
 
 def test_ids_equal_for_every_code_point(uncased):
