@@ -304,6 +304,9 @@ def test_long_host_loops_run_as_shorter_calls_with_the_same_weights(
     assert "first call (tracing and compiling, 1 step) took" in caplog.text
     progress = [r.getMessage() for r in caplog.records if "steps/s" in r.getMessage()]
     assert len(progress) >= 10 and "ETA" in progress[-1]
+    # 100,000 steps at 0.22 steps/s: the ETA of a first progress line on a busy CPU
+    assert training.format_duration(454_545) == "5d 06:15:45"
+    assert training.format_duration(59) == "00:00:59"
 
 
 def log_time(line):
