@@ -863,9 +863,7 @@ class Trainer:
 
     def _eta(self, num_train_steps, fallback_step_seconds):
         step_seconds = self._step_seconds or fallback_step_seconds
-        return time.strftime(
-            "%H:%M:%S", time.gmtime((num_train_steps - self.global_step) * step_seconds)
-        )
+        return format_duration((num_train_steps - self.global_step) * step_seconds)
 
     def _log_loop(self, steps, losses, metrics, elapsed, global_batch_size, num_train_steps):
         examples_per_second = steps * global_batch_size / max(elapsed, 1e-9)
@@ -1140,6 +1138,13 @@ def _corrupt_input_message(error, step, find_damaged_file=None):
         f"corrupt input data at step {step} ({first_line(error)}): a TFRecord "
         "file is damaged or truncated; regenerate it or leave it out of the input list"
     )
+
+
+def format_duration(seconds):
+    """ "05:38:22", or "5d 06:15:45" past a day (time.strftime alone wraps at 24 hours)."""
+    days, rest = divmod(int(seconds), 86400)
+    clock = time.strftime("%H:%M:%S", time.gmtime(rest))
+    return f"{days}d {clock}" if days else clock
 
 
 def _add_pairs(a, b):

@@ -43,6 +43,7 @@ CLASSIFIER_STEPS = (
     "--save_checkpoints_steps=4",
 )
 DAMAGES = ("index_deleted", "data_truncated", "state_file_emptied")
+CHECKPOINT_EVERY = 2  # the kill -9 suites' --save_checkpoints_steps
 
 
 def damage(output_dir, step, how):
@@ -303,6 +304,50 @@ def test_long_host_loops_run_as_shorter_calls_with_the_same_weights(
     assert "first call (tracing and compiling, 1 step) took" in caplog.text
     progress = [r.getMessage() for r in caplog.records if "steps/s" in r.getMessage()]
     assert len(progress) >= 10 and "ETA" in progress[-1]
+    # 100,000 steps at 0.22 steps/s: the ETA of a first progress line on a busy CPU
+    assert training.format_duration(454_545) == "5d 06:15:45"
+    assert training.format_duration(59) == "00:00:59"
+
+
+def log_time(line):
+    """Seconds of the day of an absl log line ("I1130 13:07:42.978212 ...")."""
+    hours, minutes, seconds = line.split()[1].split(":")
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+
+@pytest.mark.slow
+def test_default_pretraining_loop_logs_progress_within_a_minute(pretrain, tmp_path):
+    """Case: 100,000 steps with iterations_per_loop=1000 (the defaults) of albert_tiny on a
+    CPU used to print nothing until 1,000 steps were done; now a progress line (step, rate,
+    ETA) comes within a minute of the first call."""
+    (input_glob, _), _ = pretrain
+    config = ff.REPO_ROOT / "configs" / "albert_config_tiny.json"
+    log = tmp_path / "run.log"
+    process = subprocess.Popen(
+        [
+            *ff.pretraining_command((input_glob, str(config)), tmp_path / "out"),
+            "--train_batch_size=32",
+            "--num_warmup_steps=1000",
+        ],
+        env=ff.ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=open(log, "w"),
+    )
+    try:
+        deadline = time.time() + 600
+        while "steps/s" not in log.read_text():
+            assert process.poll() is None, log.read_text()[-3000:]
+            assert time.time() < deadline, log.read_text()[-3000:]
+            time.sleep(1)
+    finally:
+        process.kill()
+        process.wait()
+    lines = log.read_text().splitlines()
+    compiled = next(line for line in lines if "first call (tracing and compiling" in line)
+    progress = next(line for line in lines if "steps/s" in line)
+    report("progress", first_call=compiled.split("] ")[1], first_progress=progress.split("] ")[1])
+    assert "/100000, " in progress and "ETA" in progress
+    assert log_time(progress) - log_time(compiled) < 60
 
 
 # ----------------------------------------------------------------------------- kill -9
@@ -330,9 +375,19 @@ def saving_state(names, step):
 
 def reach(point, output_dir, process, timeout=600):
     """Wait until `point` of a running process is reached; what was hit, or None if the
-    process ended first."""
+    process ended first.
+
+    A point is reached by what this run writes: when an earlier run already wrote checkpoint
+    `step` (it went on for a moment after its own kill point), the point moves to the next
+    checkpoint this run will write, and the description says which one it was.
+    """
     kind, step, delay = point
     began = time.time()
+    existing = listing(output_dir)
+    while f"model.ckpt-{step}.index" in existing:
+        step += CHECKPOINT_EVERY
+    record = os.path.join(output_dir, "best_checkpoint.json")
+    record_before = os.path.getmtime(record) if os.path.exists(record) else None
     while process.poll() is None:
         assert time.time() - began < timeout, f"kill point {point} never reached"
         names = listing(output_dir)
@@ -348,8 +403,8 @@ def reach(point, output_dir, process, timeout=600):
         if kind == "model.ckpt-best write":
             if any(n.startswith(checkpoints.BEST_CHECKPOINT + ".next") for n in names):
                 return "during the write of model.ckpt-best"
-            if "best_checkpoint.json" in names:  # the write was too quick to be seen
-                return "just after the first write of model.ckpt-best"
+            if os.path.exists(record) and os.path.getmtime(record) != record_before:
+                return "just after model.ckpt-best was written (too quick to be seen)"
         if kind == "evaluation" and f"model.ckpt-{step}.index" in names:
             time.sleep(delay)
             return f"{delay:.2f}s after the epoch-end checkpoint {step} (evaluation)"
@@ -388,7 +443,7 @@ def kill_plan(seed, checkpoint_steps, kinds, count=10):
     rng = random.Random(seed)
     steps = sorted(rng.sample(checkpoint_steps, count - 1))
     plan = [("start-up", 0, rng.uniform(3.0, 12.0))]
-    plan += [(rng.choice(kinds), step, rng.uniform(0.0, 0.3)) for step in steps]
+    plan += [(rng.choice(kinds), step, rng.uniform(0.0, 0.1)) for step in steps]
     return plan
 
 
@@ -400,7 +455,11 @@ def report(name, **values):
 @pytest.mark.slow
 def test_pretraining_killed_at_10_random_points_ends_as_an_uninterrupted_run(tmp_path):
     data = ff.make_pretraining_data(tmp_path, embedding_size=64)  # more to write per save
-    steps = ("--num_train_steps=40", "--iterations_per_loop=2", "--save_checkpoints_steps=2")
+    steps = (
+        "--num_train_steps=40",
+        "--iterations_per_loop=2",
+        f"--save_checkpoints_steps={CHECKPOINT_EVERY}",
+    )
     reference = tmp_path / "reference"
     began = time.time()
     reference_run = subprocess.Popen(
@@ -432,11 +491,11 @@ def test_pretraining_killed_at_10_random_points_ends_as_an_uninterrupted_run(tmp
 
 @pytest.mark.slow
 def test_finetuning_killed_at_10_random_points_ends_as_an_uninterrupted_run(tmp_path):
-    data = ff.make_classifier_data(tmp_path)
+    data = ff.make_classifier_data(tmp_path, train_rows=120)
     steps = (
-        "--num_train_steps=32",  # 4 epochs of 8 steps, the dev set evaluated after each
+        "--num_train_steps=60",  # 4 epochs of 15 steps, the dev set evaluated after each
         "--iterations_per_loop=2",
-        "--save_checkpoints_steps=2",
+        f"--save_checkpoints_steps={CHECKPOINT_EVERY}",
         "--do_predict",
     )
     reference = tmp_path / "reference"
@@ -448,20 +507,22 @@ def test_finetuning_killed_at_10_random_points_ends_as_an_uninterrupted_run(tmp_
         stderr=open(tmp_path / "reference.log", "w"),
     )
     killed = tmp_path / "killed"
+    # Random points away from steps 15 and 45, so that no run gets past them before its own
+    # kill point (a run goes on for up to 0.1 s, a few steps, after the point it was given).
     plan = kill_plan(
         1502,
-        [s for s in range(2, 32, 2) if s not in (8, 24)],
+        [s for s in range(2, 60, 2) if not 8 < s < 16 and not 38 < s < 46],
         ["checkpoint write", "between steps"],
     )
-    # The first evaluation always writes model.ckpt-best: one kill point during that write,
-    # one during a later evaluation.
-    plan += [("model.ckpt-best write", 8, 0.0), ("evaluation", 24, 0.0)]
+    # The first evaluation (step 15) always writes model.ckpt-best: one kill point during
+    # that write, one during a later evaluation.
+    plan += [("model.ckpt-best write", 15, 0.0), ("evaluation", 45, 0.0)]
     plan.sort(key=lambda point: (point[1], point[0] != "start-up"))
     hits, logs = kill_chain(ff.classifier_command(data, killed, *steps), killed, plan, tmp_path)
     assert reference_run.wait(timeout=900) == 0, (tmp_path / "reference.log").read_text()[-3000:]
 
     ours, theirs = ff.step_prefixes(killed), ff.step_prefixes(reference)
-    assert sorted(ours) == sorted(theirs) and 32 in theirs
+    assert sorted(ours) == sorted(theirs) and 60 in theirs
     differences = {step: ff.largest_difference(ours[step], theirs[step]) for step in theirs}
     best_difference = ff.largest_difference(
         killed / "model.ckpt-best", reference / "model.ckpt-best"
