@@ -598,6 +598,36 @@ def make_train_dataset_fn(
     return dataset_fn
 
 
+@dataclasses.dataclass
+class TrainingInput:
+    """The training data of a fine-tuning run, as training.fine_tune reads it: how many
+    batches an epoch has, and the dataset_fn of the stream that ends after a given step."""
+
+    features: object  # Features (classification) or ner_data.NerFeatures
+    global_batch_size: int
+    num_replicas: int
+    max_seq_length: int
+    fixed_length: bool
+    seed: int
+
+    def __len__(self):
+        return len(self.features)
+
+    def batches_per_epoch(self, per_replica_batch):
+        return batches_per_epoch(len(self.features), per_replica_batch, self.fixed_length)
+
+    def dataset_fn(self, num_train_steps):
+        return make_train_dataset_fn(
+            self.features,
+            self.global_batch_size,
+            self.num_replicas,
+            self.max_seq_length,
+            self.fixed_length,
+            self.seed,
+            num_train_steps,
+        )
+
+
 def make_dataset(features, batches, max_seq_length, fixed_length=False, batch_size=None):
     """A tf.data.Dataset of padded batches, one per index array in `batches`.
 

@@ -232,22 +232,18 @@ def make_loss_fn(model):
 def train(strategy, model, features, evaluate_dev, evaluated_step=None):
     """Fine-tune with the shared loop, evaluating the dev set after every epoch (see
     training.fine_tune); returns the Trainer."""
-    replicas = strategy.num_replicas_in_sync
     return training.fine_tune(
         FLAGS,
         strategy,
         model,
         (make_loss_fn(model), None),
-        len(features),
-        lambda batch: classifier_data.batches_per_epoch(len(features), batch, FLAGS.fixed_length),
-        lambda num_train_steps: classifier_data.make_train_dataset_fn(
+        classifier_data.TrainingInput(
             features,
             FLAGS.train_batch_size,
-            replicas,
+            strategy.num_replicas_in_sync,
             FLAGS.max_seq_length,
             FLAGS.fixed_length,
             FLAGS.seed,
-            num_train_steps,
         ),
         evaluate_dev,
         evaluated_step=evaluated_step,

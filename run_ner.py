@@ -513,22 +513,18 @@ def train(strategy, model, features, evaluate_dev):
     if model.use_crf and FLAGS.crf_learning_rate is not None:
         factor = FLAGS.crf_learning_rate / FLAGS.learning_rate
         multipliers = {name: factor for name in CRF_VARIABLES}
-    replicas = strategy.num_replicas_in_sync
     return training.fine_tune(
         FLAGS,
         strategy,
         model,
         make_loss_fns(model),
-        len(features),
-        lambda batch: classifier_data.batches_per_epoch(len(features), batch, FLAGS.fixed_length),
-        lambda num_train_steps: classifier_data.make_train_dataset_fn(
+        classifier_data.TrainingInput(
             features,
             FLAGS.train_batch_size,
-            replicas,
+            strategy.num_replicas_in_sync,
             FLAGS.max_seq_length,
             FLAGS.fixed_length,
             FLAGS.seed,
-            num_train_steps,
         ),
         evaluate_dev,
         learning_rate_multipliers=multipliers,

@@ -402,9 +402,7 @@ def fine_tune(
     strategy,
     model,
     loss_fns,
-    num_examples,
-    batches_per_epoch,
-    make_dataset_fn,
+    train_input,
     evaluate_dev,
     learning_rate_multipliers=None,
     evaluated_step=None,
@@ -414,8 +412,8 @@ def fine_tune(
     (resumed or initialised), then one train() call per epoch with evaluate_dev(step) after it.
 
     loss_fns: (loss_fn, loss_weights_fn or None) of the loss contract above.
-    batches_per_epoch(per_replica_batch) -> int, and make_dataset_fn(num_train_steps) -> the
-    dataset_fn of one deterministic stream: the task's data, read the same way by both.
+    train_input: the task's data (classifier_data.TrainingInput): len(), batches_per_epoch(
+    per_replica_batch) and dataset_fn(num_train_steps), one deterministic stream.
     evaluated_step: the last step an earlier run of this output_dir evaluated (a run killed
     between an epoch's checkpoint and its evaluation evaluates it when resumed).
     Returns the Trainer.
@@ -425,11 +423,11 @@ def fine_tune(
         raise AlbertError(
             f"--train_batch_size={fv.train_batch_size} must be divisible by the {replicas} replicas"
         )
-    steps_per_epoch = batches_per_epoch(fv.train_batch_size // replicas) / replicas
+    steps_per_epoch = train_input.batches_per_epoch(fv.train_batch_size // replicas) / replicas
     num_train_steps = fv.num_train_steps or int(steps_per_epoch * fv.num_train_epochs)
     if num_train_steps <= 0:
         raise AlbertError(
-            f"no training steps: {num_examples} {what}, batch {fv.train_batch_size}, "
+            f"no training steps: {len(train_input)} {what}, batch {fv.train_batch_size}, "
             f"{fv.num_train_epochs} epochs; raise --num_train_epochs or --num_train_steps"
         )
     num_warmup_steps = int(num_train_steps * fv.warmup_proportion)
@@ -458,7 +456,7 @@ def fine_tune(
         "fine-tuning a %s-style model: %d %s, %.1f steps/epoch, steps %d -> %d (warmup %d), "
         "batch %d on %d replica(s), %s padding",
         model.style,
-        num_examples,
+        len(train_input),
         what,
         steps_per_epoch,
         trainer.global_step,
@@ -468,7 +466,7 @@ def fine_tune(
         replicas,
         "fixed" if fv.fixed_length else "dynamic (length-bucketed)",
     )
-    dataset_fn = make_dataset_fn(num_train_steps)
+    dataset_fn = train_input.dataset_fn(num_train_steps)
     end_steps = [num_train_steps]
     if fv.do_eval and fv.eval_every_epoch:
         end_steps = epoch_end_steps(num_train_steps, steps_per_epoch)
