@@ -36,6 +36,13 @@ or max_position_embeddings if that is less):
   * classify_text(text_a, text_b)   (fine-tuned classifiers)
         -> probabilities [batch, num_labels], labels [batch, num_labels] (the label names of
            model_info.json, else "0".."C-1", in the probabilities' order), predicted_label [batch]
+  * ner_text(text)   (run_ner.py token classifiers with character units)
+        -> num_entities [batch] int32, and per entity, padded to the batch's most entities:
+           types [batch, E] string, starts / ends [batch, E] int32 (character offsets into the
+           text, end exclusive: texts == text[start:end]; padding -1), texts [batch, E] string.
+           The entities run_ner.py --do_predict finds: a long text is cut into overlapping
+           windows (model_info.json's max_seq_length and window_stride), never truncated
+           (ner_tf.TextTagger).
 --nowith_tokenizer leaves them out. The graph uses core TensorFlow ops only, so
 `saved_model_cli run` and TensorFlow Serving run the text signatures as they are.
 
@@ -61,6 +68,7 @@ from absl import flags, logging
 import checkpoints
 import errors
 import inference
+import ner_tf
 import tokenization
 import tokenization_tf
 from errors import AlbertError
@@ -105,6 +113,8 @@ class TextSettings:
     do_lower_case: bool = True
     labels: list | None = None  # model_info.json's labels, in the classifier's order
     label_names: list | None = None  # their readable names: the `labels` output
+    window_stride: int | None = None  # a token classifier's (run_ner.py --window_stride)
+    units: str = "char"  # a token classifier's label units (run_ner.py --units)
 
 
 def text_settings(
@@ -140,6 +150,8 @@ def text_settings(
         do_lower_case=info.get("do_lower_case", True) if do_lower_case is None else do_lower_case,
         labels=info.get("labels"),
         label_names=info.get("label_names") or info.get("labels"),
+        window_stride=info.get("window_stride"),
+        units=info.get("units", "char"),
     )
 
 
@@ -169,6 +181,7 @@ class AlbertExportModule(tf.Module):
 
     def __init__(self, config, models, label_names=None):
         super().__init__(name="albert_export")
+        self.heads = models.heads
         self.encoder = models.encoder
         # The pretraining signature needs both heads (an HF AlbertForMaskedLM has one).
         self.pretraining = models.pretraining if models.heads.pretraining else None
@@ -243,31 +256,51 @@ class AlbertExportModule(tf.Module):
     # ------------------------------------------------------------------ raw-text signatures
 
     def add_text_signatures(self, text):
-        """Put the tokenizer of `text` (a TextSettings) inside: encode_text, classify_text."""
+        """Put the tokenizer of `text` (a TextSettings) inside, and the raw-text signatures."""
         self.tokenizer = tokenization_tf.InGraphTokenizer(
             text.vocab_file, do_lower_case=text.do_lower_case, max_seq_length=text.max_seq_length
         )
         self._label_names = tf.constant(text.label_names or [""])
+        self.text_tagger = self._text_tagger(text)
         # What a Python client needs besides the signatures (inference.SavedModelTextPredictor).
         info = dataclasses.asdict(text)
         del info["vocab_file"]  # the SavedModel's own copy is in assets/
         self.text_info_json = tf.Variable(
             json.dumps(info, ensure_ascii=False), trainable=False, name="text_info_json"
         )
-        texts = tokenization_tf.TEXTS_SPEC
-        for name, (method, present) in self._text_signature_table().items():
+        for name, (method, inputs, present) in self._text_signature_table().items():
             if present:
-                setattr(self, name, tf.function(method, input_signature=[texts, texts]))
+                specs = [tf.TensorSpec([None], tf.string, name=n) for n in inputs]
+                setattr(self, name, tf.function(method, input_signature=specs))
+
+    def _text_tagger(self, text):
+        """The ner_text pipeline of a token classifier, or None (with the reason logged)."""
+        if self.token_classifier is None:
+            return None
+        if not self.heads.tags:
+            reason = 'its tag names are unknown (no model_info.json with "labels")'
+        elif text.units != "char":
+            reason = f"it was trained with --units={text.units} (ner_text tags characters)"
+        else:
+            return ner_tf.TextTagger(
+                self.tokenizer,
+                self.token_classifier,
+                self.heads.tags,
+                self.heads.tag_scheme or "BIO",
+                text.max_seq_length,
+                text.window_stride,
+            )
+        logging.warning("no ner_text signature for this token classifier: %s", reason)
+        return None
 
     def _text_signature_table(self):
-        """Raw-text signature name -> (method, whether this model has the head it needs).
-
-        Every method takes (text_a, text_b), [batch] strings (_pack_texts makes the model
-        inputs of them). A new head adds its row here (e.g. a token classifier's "ner_text").
-        """
+        """Raw-text signature name -> (method, its input names, whether the model has the
+        head it needs). Inputs are [batch] strings; a new head adds its row here."""
+        pair = ("text_a", "text_b")
         return {
-            "encode_text": (self._encode_text, True),
-            "classify_text": (self._classify_text, self.classifier is not None),
+            "encode_text": (self._encode_text, pair, True),
+            "classify_text": (self._classify_text, pair, self.classifier is not None),
+            "ner_text": (self._ner_text, ("text",), self.text_tagger is not None),
         }
 
     def text_signature_functions(self):
@@ -275,7 +308,7 @@ class AlbertExportModule(tf.Module):
         if getattr(self, "tokenizer", None) is None:
             return {}
         table = self._text_signature_table()
-        return {name: getattr(self, name) for name, (_, present) in table.items() if present}
+        return {name: getattr(self, name) for name, (*_, present) in table.items() if present}
 
     def _pack_texts(self, text_a, text_b):
         """The tokenizer's id tensors, with at least one position.
@@ -307,6 +340,9 @@ class AlbertExportModule(tf.Module):
             "labels": tf.tile(self._label_names[None], [batch, 1]),
             "predicted_label": tf.gather(self._label_names, tf.argmax(probabilities, axis=-1)),
         }
+
+    def _ner_text(self, text):
+        return self.text_tagger(text)
 
 
 def export_savedmodel(config, init_checkpoint, export_dir, style=None, text=None):

@@ -90,8 +90,8 @@ class InGraphTokenizer(tf.Module):
         vocab = _load_checked_vocab(vocab_file)
         self.do_lower_case = do_lower_case
         self.max_seq_length = max_seq_length
-        self._cls_id = vocab[tokenization.CLS_TOKEN]
-        self._sep_id = vocab[tokenization.SEP_TOKEN]
+        self.cls_id = vocab[tokenization.CLS_TOKEN]
+        self.sep_id = vocab[tokenization.SEP_TOKEN]
 
         # The table reads the asset's file when the graph (or a loaded SavedModel) starts.
         self._vocab_asset = tf.saved_model.Asset(vocab_file)
@@ -171,10 +171,10 @@ class InGraphTokenizer(tf.Module):
         ids_a = _truncate_rows(ids_a, keep_a)
         ids_b = _truncate_rows(ids_b, keep_b)
 
-        cls = tf.RaggedTensor.from_tensor(tf.fill([batch, 1], self._cls_id))
-        sep = tf.RaggedTensor.from_tensor(tf.fill([batch, 1], self._sep_id))
+        cls = tf.RaggedTensor.from_tensor(tf.fill([batch, 1], self.cls_id))
+        sep = tf.RaggedTensor.from_tensor(tf.fill([batch, 1], self.sep_id))
         sep_b = tf.RaggedTensor.from_row_lengths(  # only when there is a text b
-            tf.fill([tf.reduce_sum(tf.cast(has_b, tf.int32))], self._sep_id),
+            tf.fill([tf.reduce_sum(tf.cast(has_b, tf.int32))], self.sep_id),
             tf.cast(has_b, tf.int64),
             validate=False,
         )
@@ -188,6 +188,71 @@ class InGraphTokenizer(tf.Module):
             "input_ids": input_ids.to_tensor(0),
             "input_mask": tf.ones_like(input_ids).to_tensor(0),
             "segment_ids": segment_ids.to_tensor(0),
+        }
+
+    @tf.function(input_signature=[TEXTS_SPEC], autograph=False)
+    def tokenize_chars(self, texts):
+        """ner_data.tokenize_with_offsets(tokenizer, text, units="char") as ops.
+
+        Every character is its own label unit: a CJK character or punctuation mark is one
+        token, a character inside a Latin word the piece "##c" if the vocab has it (else "c",
+        else [UNK]); whitespace and dropped characters have no token, and a character that
+        lower-cases/decomposes into several gives several tokens of one unit. Lower-casing is
+        per character (no word-final sigma), as in ner_data.
+        Returns RaggedTensors [batch, (tokens)]: `token_ids` int32, `starts` int32 (the
+        offset of the token's character in its text, counted in code points) and
+        `unit_start` bool (True on the first token of each unit).
+        """
+        chars = tf.strings.unicode_decode(texts, "UTF-8", errors="replace", replacement_char=0xFFFD)
+        code_points, rows = chars.flat_values, chars.value_rowids()
+        offsets = tf.cast(tf.ragged.range(chars.row_lengths()).flat_values, tf.int32)
+        properties = self._properties(code_points)
+        dropped = properties & _DROP != 0
+        is_space = (properties & _SPACE != 0) & ~dropped
+        is_cjk = properties & _CJK != 0
+        spaces_upto = tf.cumsum(tf.cast(is_space, tf.int64))  # per source character
+
+        # `source`: the flat index of the character each normalized character comes from.
+        source = tf.range(tf.size(code_points, tf.int64))
+        code_points, rows, source = _mask((code_points, rows, source), ~dropped & ~is_space)
+        if self.do_lower_case:  # per character: `source` keeps NFD's reordering inside one
+            code_points, rows, source = self._lower_strip_accents(code_points, rows, source)
+        is_punct = self._properties(code_points) & _PUNCT != 0
+
+        # A word starts at a text's start, after whitespace, at and after a CJK character and
+        # at and after punctuation; a piece inside a word continues it ("##c").
+        previous_source = tf.concat([[-1], source], axis=0)[:-1]
+        new_source = source != previous_source
+        source_cjk = tf.gather(is_cjk, source)
+        previous_cjk = tf.gather(is_cjk, tf.maximum(previous_source, 0)) & (previous_source >= 0)
+        space_between = tf.gather(spaces_upto, source) > tf.gather(
+            spaces_upto, tf.maximum(previous_source, 0)
+        )
+        word_start = (
+            _differs_from_previous(rows)
+            | space_between
+            | (new_source & (source_cjk | previous_cjk))
+            | is_punct
+            | _previous(is_punct)
+        )
+
+        chars_utf8 = tf.strings.unicode_encode(code_points[:, tf.newaxis], "UTF-8")
+        plain = self._vocab_table.lookup(chars_utf8)
+        suffix = self._vocab_table.lookup(tf.strings.join(["##", chars_utf8]))
+        token_ids = tf.where(
+            ~word_start & (suffix >= 0),
+            suffix,
+            tf.where(plain >= 0, plain, tf.cast(self._unk_id, tf.int64)),
+        )
+        nrows = tf.shape(texts, tf.int64)[0]
+
+        def ragged(values):
+            return tf.RaggedTensor.from_value_rowids(values, rows, nrows=nrows, validate=False)
+
+        return {
+            "token_ids": ragged(tf.cast(token_ids, tf.int32)),
+            "starts": ragged(tf.gather(offsets, source)),
+            "unit_start": ragged(word_start | new_source),
         }
 
     def _wordpiece(self, words):
@@ -390,12 +455,12 @@ def _mask(arrays, keep):
 
 def _previous(flags):
     """flags shifted by one position: the previous element's flag (False for the first)."""
-    return tf.concat([[False], flags[:-1]], axis=0)
+    return tf.concat([[False], flags], axis=0)[:-1]  # (flags[:-1] would give [False] for [])
 
 
 def _differs_from_previous(values):
     """Whether each element differs from the one before it (True for the first)."""
-    return tf.concat([[True], values[1:] != values[:-1]], axis=0)
+    return tf.concat([[True], values[1:] != values[:-1]], axis=0)[: tf.size(values)]
 
 
 def _truncate_rows(ragged, lengths):

@@ -18,11 +18,19 @@ import export_tflite
 import inference
 import modeling
 import ner_data
+import tokenization
 from errors import AlbertError
 from tests import export_test_utils as u
 from tests.conftest import shared_data
 
 TOLERANCE = 1e-4
+
+
+def read_lines(path):
+    with open(path, encoding="utf-8") as f:
+        return f.read().splitlines()
+
+
 SCHEME = "BIOES"
 TAGS = ner_data.tag_list(["LOC", "PER"], SCHEME)
 CASES = {"softmax": ("brightmart", False), "crf": ("google", True)}
@@ -209,3 +217,95 @@ def test_hugging_face_token_classification(case, tmp_path):
         emissions = logits[row : row + 1, 1 : lengths[row] - 1]
         decoded = crf.decode(emissions, mask=torch.ones(emissions.shape[:2], dtype=torch.bool))[0]
         assert decoded == expected["tag_ids"][row, 1 : lengths[row] - 1].tolist()
+
+
+# ----------------------------------------------------------------------------- ner_text
+
+
+def python_entities(model, texts, max_seq_length, window_stride):
+    """run_ner.py --do_predict's path: ner_data windows, the model's tags, merged entities."""
+    tokenizer = tokenization.FullTokenizer(shared_data("vocab.txt"), do_lower_case=True)
+    examples = [
+        ner_data.NerExample(guid=str(i), text=t, entities=None) for i, t in enumerate(texts)
+    ]
+    features = ner_data.convert_examples_to_features(
+        examples, tokenizer, TAGS, SCHEME, max_seq_length, window_stride
+    )
+
+    def tag_ids(model, input_ids, input_mask, segment_ids, label_mask):
+        outputs = inference.token_classifier_outputs(
+            model, input_ids, input_mask, segment_ids, label_mask
+        )
+        return {"tag_ids": outputs["tag_ids"]}
+
+    predictor = inference.Predictor(
+        model, outputs=tag_ids, input_names=inference.INPUT_NAMES + ("label_mask",)
+    )
+    windows = inference.predict(predictor, features, 32, max_seq_length, token_outputs=("tag_ids",))
+    return ner_data.predict_entities(features, windows["tag_ids"]), features.report
+
+
+NER_TEXTS = [
+    "",
+    "   ",
+    "😀😀",
+    "ǆemal Café 在 İstanbul",  # one character, several pieces; accents; no vocab piece
+    "vsac米兰 2010年，AC米兰在圣西罗",  # Latin words tagged per character
+    "a\u200bb\x00c\u2028d",  # dropped characters and a line separator
+]
+
+
+def test_ner_text_finds_the_entities_run_ner_finds(case, tmp_path):
+    """On 150 CLUENER sentences, odd texts and a 1,000-character text (cut into windows of
+    22 tokens, by the default stride and by 5): the same entities and offsets as run_ner.py's
+    Python path, tag for tag."""
+    max_seq_length = 24
+    window_stride = 5 if case["name"] == "crf" else None
+    texts = [json.loads(line)["text"] for line in read_lines(shared_data("cluener/dev.json"))]
+    long_text = "".join(texts[200:300])[:1000]
+    texts = texts[:150] + NER_TEXTS + [long_text]
+    text = export_savedmodel.TextSettings(
+        vocab_file=shared_data("vocab.txt"),
+        max_seq_length=max_seq_length,
+        window_stride=window_stride,
+    )
+    names = export_savedmodel.export_savedmodel(
+        case["config"], case["prefix"], str(tmp_path), text=text
+    )
+    assert names == ["encode_text", "ner_text", "serving_default", "token_classifier"]
+    ner_text = tf.saved_model.load(str(tmp_path)).signatures["ner_text"]
+    served = ner_text(text=tf.constant(texts))
+    expected, report = python_entities(case["model"], texts, max_seq_length, window_stride)
+    assert report.split_sentences >= 30  # windows are exercised (1 for the long text alone)
+
+    counts = served["num_entities"].numpy()
+    assert counts.tolist() == [len(e) for e in expected]
+    assert counts.sum() > 100  # random weights: many entities of both types
+    assert set(served["types"].numpy().ravel()) == {b"", b"LOC", b"PER"}
+    for row, (source, entities) in enumerate(zip(texts, expected, strict=True)):
+        got = [
+            (
+                served["types"][row, i].numpy().decode(),
+                int(served["starts"][row, i]),
+                int(served["ends"][row, i]),
+                served["texts"][row, i].numpy().decode(),
+            )
+            for i in range(counts[row])
+        ]
+        assert got == [(e.type, e.start, e.end, source[e.start : e.end]) for e in entities], row
+        padding = slice(counts[row], None)
+        assert (served["starts"][row, padding].numpy() == -1).all()
+        assert (served["types"][row, padding].numpy() == b"").all()
+
+    empty = ner_text(text=tf.constant([], tf.string))
+    assert empty["num_entities"].shape == [0] and empty["types"].shape == [0, 0]
+
+
+def test_ner_text_needs_character_units(case, tmp_path, caplog):
+    text = export_savedmodel.TextSettings(vocab_file=shared_data("vocab.txt"), units="word")
+    with caplog.at_level("WARNING", logger="absl"):
+        names = export_savedmodel.export_savedmodel(
+            case["config"], case["prefix"], str(tmp_path), text=text
+        )
+    assert "ner_text" not in names and "encode_text" in names
+    assert "trained with --units=word" in caplog.text

@@ -261,7 +261,7 @@ def test_bad_rows_are_reported_and_strict_stops(tmp_path, caplog):
         "--train_batch_size=4",
         "--num_train_steps=1",
     ]
-    with caplog.at_level("WARNING"):
+    with caplog.at_level("WARNING", logger="absl"):
         run(args)
     warning = " ".join(r.getMessage() for r in caplog.records if "malformed" in r.getMessage())
     assert "2 malformed rows" in warning
