@@ -20,6 +20,7 @@ import pytest
 import tensorflow as tf
 
 import errors
+import ner_data
 import tokenization
 import tokenization_tf
 from tests.conftest import REPO_ROOT, shared_data
@@ -477,3 +478,50 @@ def test_tokenization_py_does_not_import_tensorflow():
 def test_pack_rejects_batches_of_different_sizes(uncased):
     with pytest.raises(tf.errors.InvalidArgumentError, match="same batch size"):
         uncased[0].pack(tf.constant(["a", "b"]), tf.constant(["c"]))
+
+
+# ------------------------------------------------------------------------ character tokens
+
+
+def _char_tokens_oracle(full_tokenizer, texts):
+    """ner_data.tokenize_with_offsets(units="char"): (ids, starts, unit_start) per text."""
+    rows = []
+    for text in texts:
+        encoding = ner_data.tokenize_with_offsets(full_tokenizer, text, "char")
+        unit_start = np.zeros(len(encoding.tokens), bool)
+        unit_start[encoding.unit_first_token] = True
+        rows.append((encoding.token_ids.tolist(), encoding.starts.tolist(), unit_start.tolist()))
+    return rows
+
+
+@pytest.mark.parametrize("source", ["cluener", "random"])
+def test_tokenize_chars_equals_ner_datas_character_tokens(tokenizers, source):
+    """export_savedmodel's ner_text reads characters as run_ner.py does: every CLUENER dev and
+    test text, and random strings of the tricky characters above (accents, combining marks,
+    one character becoming several pieces, dropped characters, whitespace of every kind)."""
+    if source == "cluener":
+        texts = [
+            json.loads(line)["text"]
+            for split in ("dev", "test")
+            for line in open(shared_data(f"cluener/{split}.json"), encoding="utf-8")
+        ]
+    else:
+        rng = random.Random(7)
+        pool = list("abcXYZ019 \t\u3000\u2028\x00\x85\u200b\ufffdΣǆǅİßﬁÉé\u0301\u0345\u302e")
+        pool += list("中文豈，。！《》１Ａ😀👍🏽가각ᄀ-_'.")
+        texts = ["".join(rng.choices(pool, k=rng.randint(0, 30))) for _ in range(2000)]
+    in_graph, full = tokenizers
+    tokens = in_graph.tokenize_chars(tf.constant(texts))
+    actual = zip(
+        tokens["token_ids"].to_list(),
+        tokens["starts"].to_list(),
+        tokens["unit_start"].to_list(),
+        strict=True,
+    )
+    expected = _char_tokens_oracle(full, texts)
+    mismatches = [
+        (text, got, want)
+        for text, got, want in zip(texts, actual, expected, strict=True)
+        if tuple(got) != want
+    ]
+    assert not mismatches, mismatches[:3]
