@@ -158,3 +158,13 @@ def largest_difference(prefix_a, prefix_b):
         else 0.0
         for n in a
     )
+
+
+def state_file_names(output_dir):
+    with open(os.path.join(output_dir, "checkpoint")) as f:
+        return f.readline().strip()
+
+
+def report(name, **values):
+    """Print a line for the test log (pytest -s) and the faults report."""
+    print(f"\n[faults] {name}: {json.dumps(values, ensure_ascii=False)}", flush=True)

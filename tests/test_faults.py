@@ -9,18 +9,13 @@
 * A lock left by a dead process, by a process whose pid was reused, or half-written, is taken
   over with a warning.
 * The host loop is split into shorter compiled calls when one would run long, same weights.
-* kill -9 at seeded random points of pretraining and of fine-tuning (at start-up, between
-  steps, while a step checkpoint or model.ckpt-best is being written, during evaluation),
-  each followed by the same command: every checkpoint and the final weights equal those of
-  one uninterrupted run (slow: one process start per kill point).
+* kill -9 at seeded random points of pretraining and of fine-tuning: tests/test_kill_*.py.
 """
 
 import glob
 import json
 import logging
 import os
-import random
-import signal
 import socket
 import subprocess
 import sys
@@ -43,7 +38,6 @@ CLASSIFIER_STEPS = (
     "--save_checkpoints_steps=4",
 )
 DAMAGES = ("index_deleted", "data_truncated", "state_file_emptied")
-CHECKPOINT_EVERY = 2  # the kill -9 suites' --save_checkpoints_steps
 
 
 def damage(output_dir, step, how):
@@ -56,11 +50,6 @@ def damage(output_dir, step, how):
         os.truncate(data, os.path.getsize(data) // 2)
     else:
         open(os.path.join(output_dir, "checkpoint"), "w").close()
-
-
-def state_file_names(output_dir):
-    with open(os.path.join(output_dir, "checkpoint")) as f:
-        return f.readline().strip()
 
 
 # ----------------------------------------------------------------------------- pretraining
@@ -91,7 +80,7 @@ def test_pretraining_resumes_from_the_newest_complete_checkpoint(pretrain, tmp_p
         assert f"skipping damaged checkpoint {newest}: " in caplog.text
         assert reason in caplog.text
         assert f"resumed from {os.path.join(run, 'model.ckpt-8')} at step 8" in caplog.text
-    assert state_file_names(run) == 'model_checkpoint_path: "model.ckpt-12"'
+    assert ff.state_file_names(run) == 'model_checkpoint_path: "model.ckpt-12"'
     assert ff.largest_difference(newest, reference / "model.ckpt-12") == 0.0
 
 
@@ -345,199 +334,8 @@ def test_default_pretraining_loop_logs_progress_within_a_minute(pretrain, tmp_pa
     lines = log.read_text().splitlines()
     compiled = next(line for line in lines if "first call (tracing and compiling" in line)
     progress = next(line for line in lines if "steps/s" in line)
-    report("progress", first_call=compiled.split("] ")[1], first_progress=progress.split("] ")[1])
+    ff.report(
+        "progress", first_call=compiled.split("] ")[1], first_progress=progress.split("] ")[1]
+    )
     assert "/100000, " in progress and "ETA" in progress
     assert log_time(progress) - log_time(compiled) < 60
-
-
-# ----------------------------------------------------------------------------- kill -9
-
-
-def listing(output_dir):
-    try:
-        return set(os.listdir(output_dir))
-    except FileNotFoundError:
-        return set()
-
-
-def saving_state(names, step):
-    """What a directory listing says about the save of checkpoint `step` (None: not begun)."""
-    prefix = f"model.ckpt-{step}."
-    own = [n for n in names if n.startswith(prefix)]
-    if any("tempstate" in n for n in own):
-        return "during the write of its files (TensorFlow temp files present)"
-    if own and prefix + "index" not in names:
-        return "between its .data and .index files"
-    if own:
-        return "just after its files, before or while the state file is updated"
-    return None
-
-
-def reach(point, output_dir, process, timeout=600):
-    """Wait until `point` of a running process is reached; what was hit, or None if the
-    process ended first.
-
-    A point is reached by what this run writes: when an earlier run already wrote checkpoint
-    `step` (it went on for a moment after its own kill point), the point moves to the next
-    checkpoint this run will write, and the description says which one it was.
-    """
-    kind, step, delay = point
-    began = time.time()
-    existing = listing(output_dir)
-    while f"model.ckpt-{step}.index" in existing:
-        step += CHECKPOINT_EVERY
-    record = os.path.join(output_dir, "best_checkpoint.json")
-    record_before = os.path.getmtime(record) if os.path.exists(record) else None
-    while process.poll() is None:
-        assert time.time() - began < timeout, f"kill point {point} never reached"
-        names = listing(output_dir)
-        if kind == "start-up" and time.time() - began >= delay:
-            return f"start-up, {delay:.1f}s in"
-        if kind == "checkpoint write":
-            state = saving_state(names, step)
-            if state:
-                return f"checkpoint {step}: {state}"
-        if kind == "between steps" and f"model.ckpt-{step}.index" in names:
-            time.sleep(delay)
-            return f"{delay:.2f}s after checkpoint {step}"
-        if kind == "model.ckpt-best write":
-            if any(n.startswith(checkpoints.BEST_CHECKPOINT + ".next") for n in names):
-                return "during the write of model.ckpt-best"
-            if os.path.exists(record) and os.path.getmtime(record) != record_before:
-                return "just after model.ckpt-best was written (too quick to be seen)"
-        if kind == "evaluation" and f"model.ckpt-{step}.index" in names:
-            time.sleep(delay)
-            return f"{delay:.2f}s after the epoch-end checkpoint {step} (evaluation)"
-        time.sleep(0.001)
-    return None
-
-
-def kill_chain(command, output_dir, plan, log_dir):
-    """Run `command` once per kill point, kill -9 at the point, then once to the end.
-
-    Returns (what each kill hit, the logs of every run).
-    """
-    hits, logs = [], []
-    for index, point in enumerate(plan + [None]):
-        log = log_dir / f"run{index}.log"
-        process = subprocess.Popen(
-            command, env=ff.ENV, stdout=subprocess.DEVNULL, stderr=open(log, "w")
-        )
-        if point is None:
-            assert process.wait(timeout=900) == 0, log.read_text()[-3000:]
-        else:
-            hit = reach(point, output_dir, process)
-            if process.poll() is None:
-                process.send_signal(signal.SIGKILL)
-                assert process.wait() == -signal.SIGKILL
-            else:  # it ended before the kill point: it must have succeeded
-                assert process.returncode == 0, log.read_text()[-3000:]
-            hits.append(hit or f"missed {point}: the run ended first")
-        logs.append(log.read_text())
-    return hits, logs
-
-
-def kill_plan(seed, checkpoint_steps, kinds, count=10):
-    """`count` seeded random kill points at increasing checkpoints, each of a random kind;
-    the first one at start-up."""
-    rng = random.Random(seed)
-    steps = sorted(rng.sample(checkpoint_steps, count - 1))
-    plan = [("start-up", 0, rng.uniform(3.0, 12.0))]
-    plan += [(rng.choice(kinds), step, rng.uniform(0.0, 0.1)) for step in steps]
-    return plan
-
-
-def report(name, **values):
-    """Print a line for the test log (pytest -s) and the faults report."""
-    print(f"\n[faults] {name}: {json.dumps(values, ensure_ascii=False)}", flush=True)
-
-
-@pytest.mark.slow
-def test_pretraining_killed_at_10_random_points_ends_as_an_uninterrupted_run(tmp_path):
-    data = ff.make_pretraining_data(tmp_path, embedding_size=64)  # more to write per save
-    steps = (
-        "--num_train_steps=40",
-        "--iterations_per_loop=2",
-        f"--save_checkpoints_steps={CHECKPOINT_EVERY}",
-    )
-    reference = tmp_path / "reference"
-    began = time.time()
-    reference_run = subprocess.Popen(
-        ff.pretraining_command(data, reference, *steps),
-        env=ff.ENV,
-        stdout=subprocess.DEVNULL,
-        stderr=open(tmp_path / "reference.log", "w"),
-    )
-    killed = tmp_path / "killed"
-    plan = kill_plan(1501, list(range(2, 40, 2)), ["checkpoint write", "between steps"])
-    hits, logs = kill_chain(ff.pretraining_command(data, killed, *steps), killed, plan, tmp_path)
-    assert reference_run.wait(timeout=900) == 0, (tmp_path / "reference.log").read_text()[-3000:]
-
-    ours, theirs = ff.step_prefixes(killed), ff.step_prefixes(reference)
-    assert sorted(ours) == sorted(theirs) == list(range(2, 41, 2))
-    differences = {step: ff.largest_difference(ours[step], theirs[step]) for step in theirs}
-    report(
-        "pretraining kill -9",
-        kill_points=hits,
-        largest_difference=max(differences.values()),
-        seconds=round(time.time() - began),
-    )
-    assert not any(hit.startswith("missed") for hit in hits)
-    assert max(differences.values()) <= 1e-6
-    assert state_file_names(killed) == 'model_checkpoint_path: "model.ckpt-40"'
-    assert sum("taking over the stale lock" in log for log in logs[1:]) >= len(plan) - 1
-    assert sum("resumed from" in log for log in logs[1:]) >= len(plan) - 1
-
-
-@pytest.mark.slow
-def test_finetuning_killed_at_10_random_points_ends_as_an_uninterrupted_run(tmp_path):
-    data = ff.make_classifier_data(tmp_path, train_rows=120)
-    steps = (
-        "--num_train_steps=60",  # 4 epochs of 15 steps, the dev set evaluated after each
-        "--iterations_per_loop=2",
-        f"--save_checkpoints_steps={CHECKPOINT_EVERY}",
-        "--do_predict",
-    )
-    reference = tmp_path / "reference"
-    began = time.time()
-    reference_run = subprocess.Popen(
-        ff.classifier_command(data, reference, *steps),
-        env=ff.ENV,
-        stdout=subprocess.DEVNULL,
-        stderr=open(tmp_path / "reference.log", "w"),
-    )
-    killed = tmp_path / "killed"
-    # Random points away from steps 15 and 45, so that no run gets past them before its own
-    # kill point (a run goes on for up to 0.1 s, a few steps, after the point it was given).
-    plan = kill_plan(
-        1502,
-        [s for s in range(2, 60, 2) if not 8 < s < 16 and not 38 < s < 46],
-        ["checkpoint write", "between steps"],
-    )
-    # The first evaluation (step 15) always writes model.ckpt-best: one kill point during
-    # that write, one during a later evaluation.
-    plan += [("model.ckpt-best write", 15, 0.0), ("evaluation", 45, 0.0)]
-    plan.sort(key=lambda point: (point[1], point[0] != "start-up"))
-    hits, logs = kill_chain(ff.classifier_command(data, killed, *steps), killed, plan, tmp_path)
-    assert reference_run.wait(timeout=900) == 0, (tmp_path / "reference.log").read_text()[-3000:]
-
-    ours, theirs = ff.step_prefixes(killed), ff.step_prefixes(reference)
-    assert sorted(ours) == sorted(theirs) and 60 in theirs
-    differences = {step: ff.largest_difference(ours[step], theirs[step]) for step in theirs}
-    best_difference = ff.largest_difference(
-        killed / "model.ckpt-best", reference / "model.ckpt-best"
-    )
-    report(
-        "fine-tuning kill -9",
-        kill_points=hits,
-        largest_difference=max(differences.values()),
-        best_difference=best_difference,
-        seconds=round(time.time() - began),
-    )
-    assert not any(hit.startswith("missed") for hit in hits)
-    assert max(differences.values()) <= 1e-6 and best_difference <= 1e-6
-    for name in ("best_checkpoint.json", "final_results.json", "test_results.tsv"):
-        assert (killed / name).read_text() == (reference / name).read_text(), name
-    # kill -9 leaves the lock file behind: each later run takes it over (the start-up kill
-    # may come before the lock was taken)
-    assert sum("taking over the stale lock" in log for log in logs[1:]) >= len(plan) - 1
