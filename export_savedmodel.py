@@ -345,13 +345,9 @@ class AlbertExportModule(tf.Module):
         return self.text_tagger(text)
 
 
-def export_savedmodel(config, init_checkpoint, export_dir, style=None, text=None):
-    """Write the SavedModel; return the list of its signature names.
-
-    `text`: TextSettings to add the raw-text signatures (see text_settings), or None.
-    """
-    if os.path.exists(export_dir) and not os.path.isdir(export_dir):
-        raise AlbertError(f"--export_dir {export_dir} exists and is not a directory")
+def build_export_module(config, init_checkpoint, style=None, text=None):
+    """The AlbertExportModule of a checkpoint (with the raw-text signatures when `text`, a
+    TextSettings, is given; see text_settings), ready to save or to call in memory."""
     models = checkpoints.build_models(config, init_checkpoint, style)
     label_names = checkpoints.label_names(models.path)
     module = AlbertExportModule(config, models, label_names)
@@ -359,9 +355,20 @@ def export_savedmodel(config, init_checkpoint, export_dir, style=None, text=None
         if text.label_names is None and label_names:
             text = dataclasses.replace(text, labels=label_names, label_names=label_names)
         module.add_text_signatures(_complete_text_settings(text, config, models.heads.num_labels))
+    return module
+
+
+def export_savedmodel(config, init_checkpoint, export_dir, style=None, text=None):
+    """Write the SavedModel; return the list of its signature names.
+
+    `text`: TextSettings to add the raw-text signatures (see text_settings), or None.
+    """
+    if os.path.exists(export_dir) and not os.path.isdir(export_dir):
+        raise AlbertError(f"--export_dir {export_dir} exists and is not a directory")
+    module = build_export_module(config, init_checkpoint, style, text)
     signatures = module.signatures()
     tf.saved_model.save(module, export_dir, signatures=signatures)
-    logging.info("exported %s", models.path)
+    logging.info("exported %s", init_checkpoint)
     return sorted(signatures)
 
 

@@ -1,18 +1,28 @@
-"""Benchmark batch-1 serving latency: SavedModel (TF), TFLite fp32/int8 (LiteRT), PyTorch (HF).
+"""Serving latency and throughput: SavedModel (TF), TFLite fp32/int8 (LiteRT), ONNX Runtime
+fp32/int8 and PyTorch (HF), all with the same weights.
 
 For each model size (albert_tiny and albert_base, google style, random weights: latency does not
-depend on the values) the script writes a checkpoint, a SavedModel (export_savedmodel.py) and
-fixed-shape [1, seq] .tflite files (fp32 and int8 dynamic-range, via export_tflite.py), then
-times every runtime in its own subprocess, so each one's peak RSS is its own (a LiteRT process
-never imports TensorFlow). The named peer is Hugging Face transformers' AlbertModel in PyTorch
-eager mode (`torch.inference_mode`), same sizes, same thread counts, in the same run.
+depend on the values) the script writes a checkpoint, a SavedModel (export_savedmodel.py),
+.tflite files (export_tflite.py: fixed [1, seq] for batch 1, dynamic for larger batches; fp32 and
+int8 dynamic-range) and, through convert_albert_tf_checkpoint_to_pytorch.py, the same weights as
+a Hugging Face AlbertModel. The peers are what a user would pick instead:
+  * ONNX Runtime: that HF model exported by torch.onnx.export (opset 17, dynamic batch and
+    sequence), fused by ORT's transformer optimizer (onnxruntime.transformers.optimizer,
+    model_type "bert": what fuses on ALBERT is Gelu and SkipLayerNormalization; its attention
+    fusion does not match ALBERT's graph), and for int8 quantized by
+    onnxruntime.quantization.quantize_dynamic (int8 weights, per-tensor);
+  * PyTorch: HF transformers' AlbertModel in eager mode (`torch.inference_mode`).
+Every runtime is timed in its own subprocess (own peak RSS; a LiteRT or ORT process never imports
+TensorFlow) with the same thread count (intra-op threads; inter-op 1). Before timing, each
+checks its sequence output on the timed input against the TF model's: fp32 runtimes within
+1e-3, int8 ones reported as the largest absolute difference.
 
-Every row: `warmup` untimed calls, then `iterations` timed calls of one full-length sequence
-(mask all ones); p50 / p90 in ms. Size = bytes on disk of what that runtime loads (SavedModel
-directory, .tflite file, HF save_pretrained safetensors).
+Every row: `warmup` untimed calls, then `iterations` timed calls of [batch, seq] full-length
+sequences (mask all ones); p50 / p90 in ms per call, and sequences/s at the p50. Size = bytes on
+disk of what that runtime loads.
 
   python benchmarks/bench_latency.py                                   # the README numbers
-  python benchmarks/bench_latency.py --models=tiny --iterations=20     # a quick check
+  python benchmarks/bench_latency.py --models=tiny --batch_sizes=1 --iterations=20   # quick
 
 Prints a Markdown table and writes a JSON (--output_json).
 """
@@ -34,7 +44,10 @@ MODELS = {
     "tiny": "configs/albert_config_tiny_google.json",
     "base": "configs/google_albert_base_zh.json",
 }
-RUNTIMES = ("savedmodel", "tflite_fp32", "tflite_int8", "pytorch")
+RUNTIMES = ("savedmodel", "tflite_fp32", "tflite_int8", "ort_fp32", "ort_int8", "pytorch")
+# The peer of each of our runtimes in the ratio columns.
+ORT_PEER = {"tflite_fp32": "ort_fp32", "tflite_int8": "ort_int8", "savedmodel": "ort_fp32"}
+FP32_TOLERANCE = 1e-3  # sequence output vs the TF model (values are O(1))
 INPUT_NAMES = ("input_ids", "input_mask", "segment_ids")
 
 
@@ -43,10 +56,12 @@ INPUT_NAMES = ("input_ids", "input_mask", "segment_ids")
 # ----------------------------------------------------------------------------------------------
 
 
-def prepare_model(model_name, seq_lengths, directory):
-    """Write checkpoint, SavedModel and .tflite files of one size; return their paths."""
+def prepare_model(model_name, shapes, directory):
+    """Write checkpoint, SavedModel, .tflite, HF and ONNX files of one size and the TF model's
+    reference outputs for every [batch, seq] in `shapes`; return their paths."""
     sys.path.insert(0, str(REPO_ROOT))
     import checkpoints
+    import convert_albert_tf_checkpoint_to_pytorch as to_hf
     import export_savedmodel
     import export_tflite
     import modeling
@@ -56,20 +71,78 @@ def prepare_model(model_name, seq_lengths, directory):
     prefix = checkpoints.save_tensors(
         encoder.named_variables(), os.path.join(directory, "model.ckpt")
     )
-    files = {"config": config.to_dict(), "tflite_fp32": {}, "tflite_int8": {}}
-    for seq_length in seq_lengths:
-        for quantize in ("none", "int8"):
-            key = "tflite_fp32" if quantize == "none" else "tflite_int8"
-            path = os.path.join(directory, f"{model_name}_{seq_length}_{quantize}.tflite")
-            export_tflite.export_tflite(
-                config, prefix, path, head="encoder", quantize=quantize, max_seq_length=seq_length
-            )
-            files[key][seq_length] = path
+    files = {"config": config.to_dict(), "tflite_fp32": {}, "tflite_int8": {}, "reference": {}}
+    for quantize in ("none", "int8"):
+        key = "tflite_fp32" if quantize == "none" else "tflite_int8"
+        for batch, seq_length in shapes:
+            dynamic = batch > 1
+            name = f"{model_name}_{'dynamic' if dynamic else seq_length}_{quantize}.tflite"
+            path = os.path.join(directory, name)
+            if not os.path.exists(path):
+                export_tflite.export_tflite(
+                    config,
+                    prefix,
+                    path,
+                    head="encoder",
+                    quantize=quantize,
+                    max_seq_length=seq_length,
+                    dynamic=dynamic,
+                )
+            files[key][shape_key(batch, seq_length)] = path
     # The SavedModel as the project ships it (dynamic [batch, seq] serving_default).
     savedmodel_dir = os.path.join(directory, "savedmodel")
     export_savedmodel.export_savedmodel(config, prefix, savedmodel_dir)
     files["savedmodel"] = savedmodel_dir
+    for batch, seq_length in shapes:
+        inputs = make_inputs(batch, seq_length, config.vocab_size)
+        output = encoder(inputs["input_ids"], inputs["input_mask"], inputs["segment_ids"])
+        path = os.path.join(directory, f"reference_{batch}x{seq_length}.npy")
+        np.save(path, output["sequence_output"].numpy())
+        files["reference"][shape_key(batch, seq_length)] = path
+    hf_dir = os.path.join(directory, "pytorch")
+    to_hf.convert(config, prefix, hf_dir, style="google")
+    files["pytorch"] = hf_dir
+    files["ort_fp32"], files["ort_int8"] = prepare_onnx(config, hf_dir, directory)
     return files
+
+
+def prepare_onnx(config, hf_dir, directory):
+    """The HF model as ONNX: exported, fused by ORT's optimizer, and int8-quantized."""
+    import torch
+    import transformers
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.transformers import optimizer
+
+    model = transformers.AlbertModel.from_pretrained(hf_dir).eval()
+    exported = os.path.join(directory, "albert.onnx")
+    ids = torch.ones(1, 16, dtype=torch.long)
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    torch.onnx.export(
+        model,
+        (ids, torch.ones_like(ids), torch.zeros_like(ids)),
+        exported,
+        input_names=names,
+        output_names=["last_hidden_state", "pooler_output"],
+        dynamic_axes={name: {0: "batch", 1: "seq"} for name in names},
+        opset_version=17,
+        dynamo=False,  # the TorchScript exporter: dynamic axes without a dynamo trace
+    )
+    fused = os.path.join(directory, "albert_fused.onnx")
+    optimized = optimizer.optimize_model(
+        exported,
+        model_type="bert",
+        num_heads=config.num_attention_heads,
+        hidden_size=config.hidden_size,
+    )
+    print(f"ORT fusion: {optimized.get_fused_operator_statistics()}", flush=True)
+    optimized.save_model_to_file(fused)
+    quantized = os.path.join(directory, "albert_fused_int8.onnx")
+    quantize_dynamic(fused, quantized, weight_type=QuantType.QInt8)
+    return fused, quantized
+
+
+def shape_key(batch, seq_length):
+    return f"{batch}x{seq_length}"
 
 
 def disk_size(path):
@@ -84,9 +157,9 @@ def disk_size(path):
 # ----------------------------------------------------------------------------------------------
 
 
-def make_inputs(seq_length, vocab_size):
-    rng = np.random.default_rng(seq_length)
-    ids = rng.integers(1000, vocab_size, size=(1, seq_length), dtype=np.int32)
+def make_inputs(batch, seq_length, vocab_size):
+    rng = np.random.default_rng(seq_length * 1000 + batch)
+    ids = rng.integers(1000, vocab_size, size=(batch, seq_length), dtype=np.int32)
     segments = np.zeros_like(ids)
     segments[:, seq_length // 2 :] = 1
     return {"input_ids": ids, "input_mask": np.ones_like(ids), "segment_ids": segments}
@@ -108,7 +181,7 @@ def tflite_caller(path, threads, inputs):
     from ai_edge_litert.interpreter import Interpreter
 
     runner = Interpreter(model_path=path, num_threads=threads).get_signature_runner()
-    return lambda: runner(**inputs)
+    return lambda: runner(**inputs)["sequence_output"]
 
 
 def savedmodel_caller(path, threads, inputs):
@@ -121,65 +194,88 @@ def savedmodel_caller(path, threads, inputs):
         savedmodel_caller.loaded = tf.saved_model.load(path)
     signature = savedmodel_caller.loaded.signatures["serving_default"]
     tensors = {name: tf.constant(value) for name, value in inputs.items()}
-    return lambda: signature(**tensors)
+    return lambda: signature(**tensors)["sequence_output"].numpy()
 
 
-def pytorch_caller(config, threads, inputs, save_dir):
+def hf_inputs(inputs):
+    """Our input names -> HF's (int64, as HF's ONNX export and PyTorch take them)."""
+    return {
+        "input_ids": inputs["input_ids"].astype(np.int64),
+        "attention_mask": inputs["input_mask"].astype(np.int64),
+        "token_type_ids": inputs["segment_ids"].astype(np.int64),
+    }
+
+
+def ort_caller(path, threads, inputs):
+    import onnxruntime
+
+    if getattr(ort_caller, "path", None) != path:
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        ort_caller.session = onnxruntime.InferenceSession(
+            path, options, providers=["CPUExecutionProvider"]
+        )
+        ort_caller.path = path
+    session, feed = ort_caller.session, hf_inputs(inputs)
+    return lambda: session.run(["last_hidden_state"], feed)[0]
+
+
+def pytorch_caller(path, threads, inputs):
     import torch
     import transformers
 
     if not getattr(pytorch_caller, "model", None):
         torch.set_num_threads(threads)
-        torch.manual_seed(0)
-        hf_config = transformers.AlbertConfig(
-            vocab_size=config["vocab_size"],
-            embedding_size=config["embedding_size"],
-            hidden_size=config["hidden_size"],
-            num_hidden_layers=config["num_hidden_layers"],
-            num_hidden_groups=config["num_hidden_groups"],
-            num_attention_heads=config["num_attention_heads"],
-            intermediate_size=config["intermediate_size"],
-            inner_group_num=config["inner_group_num"],
-            hidden_act="gelu_new",
-            hidden_dropout_prob=0.0,
-            attention_probs_dropout_prob=0.0,
-            max_position_embeddings=config["max_position_embeddings"],
-            type_vocab_size=config["type_vocab_size"],
-        )
-        model = transformers.AlbertModel(hf_config).eval()
-        model.save_pretrained(save_dir)  # for the size on disk
-        pytorch_caller.model = model
+        torch.set_num_interop_threads(1)
+        pytorch_caller.model = transformers.AlbertModel.from_pretrained(path).eval()
     model = pytorch_caller.model
-    tensors = {name: torch.from_numpy(value.astype(np.int64)) for name, value in inputs.items()}
+    tensors = {name: torch.from_numpy(value) for name, value in hf_inputs(inputs).items()}
 
     def call():
         with torch.inference_mode():
-            return model(
-                input_ids=tensors["input_ids"],
-                attention_mask=tensors["input_mask"],
-                token_type_ids=tensors["segment_ids"],
-            )
+            return model(**tensors).last_hidden_state.numpy()
 
     return call
 
 
+def make_caller(spec, inputs, key):
+    runtime, path, threads = spec["runtime"], spec["path"], spec["threads"]
+    if runtime == "savedmodel":
+        return savedmodel_caller(path, threads, inputs)
+    if runtime == "pytorch":
+        return pytorch_caller(path, threads, inputs)
+    if runtime.startswith("ort_"):
+        return ort_caller(path, threads, inputs)
+    return tflite_caller(path[key], threads, inputs)
+
+
 def worker(spec):
-    """Time one runtime at every sequence length; print one JSON line with the results."""
+    """Check, then time one runtime at every shape; print one JSON line with the results."""
     results = []
-    for seq_length in spec["seq_lengths"]:
-        inputs = make_inputs(seq_length, spec["config"]["vocab_size"])
-        if spec["runtime"] == "savedmodel":
-            call = savedmodel_caller(spec["path"], spec["threads"], inputs)
-        elif spec["runtime"] == "pytorch":
-            call = pytorch_caller(spec["config"], spec["threads"], inputs, spec["path"])
-        else:
-            call = tflite_caller(spec["path"][str(seq_length)], spec["threads"], inputs)
+    for batch, seq_length in spec["shapes"]:
+        key = shape_key(batch, seq_length)
+        inputs = make_inputs(batch, seq_length, spec["config"]["vocab_size"])
+        call = make_caller(spec, inputs, key)
+        reference = np.load(spec["reference"][key])
+        difference = float(np.abs(call() - reference).max())
+        if spec["runtime"] in ("savedmodel", "tflite_fp32", "ort_fp32", "pytorch"):
+            if not difference <= FP32_TOLERANCE:
+                raise RuntimeError(
+                    f"{spec['runtime']} {key}: sequence output differs from TF's by "
+                    f"{difference:.2e} > {FP32_TOLERANCE}: not the same model, nothing timed"
+                )
         latencies = time_calls(call, spec["warmup"], spec["iterations"])
+        p50 = statistics.median(latencies)
         results.append(
             {
+                "batch": batch,
                 "seq_length": seq_length,
-                "p50_ms": statistics.median(latencies),
+                "p50_ms": p50,
                 "p90_ms": float(np.percentile(latencies, 90)),
+                "sequences_per_s": batch * 1e3 / p50,
+                "max_abs_difference": difference,
             }
         )
     print(json.dumps({"results": results, "peak_rss_mb": peak_rss_mb()}))
@@ -218,9 +314,13 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", default="tiny,base", help="comma list of tiny,base")
     parser.add_argument("--seq_lengths", default="128,32")
+    parser.add_argument("--batch_sizes", default="1,32", help="1: latency; 32: throughput")
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--runtimes", default=",".join(RUNTIMES))
     parser.add_argument("--iterations", type=int, default=200)
+    parser.add_argument(
+        "--batch_iterations", type=int, default=20, help="timed calls when batch > 1"
+    )
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--work_dir", default=None, help="default: a temporary directory")
     parser.add_argument("--output_json", default="/tmp/bench_latency.json")
@@ -230,74 +330,94 @@ def main():
         return worker(json.loads(args.worker))
 
     seq_lengths = [int(s) for s in args.seq_lengths.split(",")]
+    batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     thread_counts = [int(t) for t in args.threads.split(",")]
     runtimes = args.runtimes.split(",")
+    unknown = sorted(set(runtimes) - set(RUNTIMES))
+    if unknown:
+        parser.error(f"unknown --runtimes {unknown}: use {','.join(RUNTIMES)}")
     work_dir = args.work_dir or tempfile.mkdtemp(prefix="bench_latency_")
     rows = []
     for model_name in args.models.split(","):
         directory = os.path.join(work_dir, model_name)
         os.makedirs(directory, exist_ok=True)
         start = time.time()
-        files = prepare_model(model_name, seq_lengths, directory)
+        shapes = [(b, s) for b in batch_sizes for s in seq_lengths]
+        files = prepare_model(model_name, shapes, directory)
         print(f"{model_name}: files ready in {time.time() - start:.0f} s", flush=True)
         for runtime in runtimes:
-            path = os.path.join(directory, "pytorch") if runtime == "pytorch" else files[runtime]
             for threads in thread_counts:
-                spec = {
-                    "runtime": runtime,
-                    "path": path,
-                    "threads": threads,
-                    "seq_lengths": seq_lengths,
-                    "iterations": args.iterations,
-                    "warmup": args.warmup,
-                    "config": files["config"],
-                }
-                measured = run_worker(spec)
-                for result in measured["results"]:
-                    size_path = path[result["seq_length"]] if isinstance(path, dict) else path
-                    rows.append(
-                        {
-                            "model": model_name,
-                            "runtime": runtime,
-                            "threads": threads,
-                            **result,
-                            "size_mb": disk_size(size_path) / 2**20,
-                            "peak_rss_mb": measured["peak_rss_mb"],
-                        }
-                    )
-                    print(f"done: {rows[-1]}", flush=True)
+                for batch in batch_sizes:
+                    spec = {
+                        "runtime": runtime,
+                        "path": files[runtime],
+                        "threads": threads,
+                        "shapes": [(batch, s) for s in seq_lengths],
+                        "iterations": args.iterations if batch == 1 else args.batch_iterations,
+                        "warmup": args.warmup if batch == 1 else max(args.warmup // 5, 2),
+                        "config": files["config"],
+                        "reference": files["reference"],
+                    }
+                    measured = run_worker(spec)
+                    for result in measured["results"]:
+                        path = files[runtime]
+                        if isinstance(path, dict):
+                            path = path[shape_key(result["batch"], result["seq_length"])]
+                        rows.append(
+                            {
+                                "model": model_name,
+                                "runtime": runtime,
+                                "threads": threads,
+                                **result,
+                                "size_mb": disk_size(path) / 2**20,
+                                "peak_rss_mb": measured["peak_rss_mb"],
+                            }
+                        )
+                        print(f"done: {rows[-1]}", flush=True)
     report(rows, args)
 
 
+def cpu_name():
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return "unknown CPU"
+
+
 def report(rows, args):
-    peer = {
-        (r["model"], r["threads"], r["seq_length"]): r["p50_ms"]
-        for r in rows
-        if r["runtime"] == "pytorch"
-    }
+    p50 = {(r["model"], r["runtime"], r["threads"], r["batch"], r["seq_length"]): r["p50_ms"]
+           for r in rows}  # fmt: skip
+
+    def ratio(row, peer):
+        theirs = p50.get((row["model"], peer, row["threads"], row["batch"], row["seq_length"]))
+        return f"{theirs / row['p50_ms']:.2f}x" if theirs and row["runtime"] != peer else "-"
+
     print(
-        f"\nbatch 1, {args.iterations} timed calls after {args.warmup} warm-up calls; "
-        "random weights; PyTorch = HF transformers AlbertModel eager\n"
+        f"\n{cpu_name()}, {os.cpu_count()} CPUs; {args.iterations} timed calls at batch 1, "
+        f"{args.batch_iterations} at larger batches, after warm-up; random weights, the same in "
+        "every runtime\n"
     )
     print(
-        "| model | runtime | threads | seq | p50 ms | p90 ms | PyTorch p50 / this p50 | "
-        "size MB | peak RSS MB |"
+        "| model | runtime | threads | batch | seq | p50 ms | p90 ms | seq/s | "
+        "ORT p50 / this | PyTorch p50 / this | max abs diff vs TF | size MB | peak RSS MB |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in sorted(
         rows,
         key=lambda r: (
             r["model"] != "tiny",
+            r["batch"],
             -r["seq_length"],
-            RUNTIMES.index(r["runtime"]),
             r["threads"],
+            RUNTIMES.index(r["runtime"]),
         ),
     ):
-        ratio = peer.get((r["model"], r["threads"], r["seq_length"]))
-        ratio_text = f"{ratio / r['p50_ms']:.2f}x" if ratio else "-"
         print(
-            f"| albert_{r['model']} | {r['runtime']} | {r['threads']} | {r['seq_length']} | "
-            f"{r['p50_ms']:.2f} | {r['p90_ms']:.2f} | {ratio_text} | {r['size_mb']:.1f} | "
+            f"| albert_{r['model']} | {r['runtime']} | {r['threads']} | {r['batch']} | "
+            f"{r['seq_length']} | {r['p50_ms']:.2f} | {r['p90_ms']:.2f} | "
+            f"{r['sequences_per_s']:.1f} | {ratio(r, ORT_PEER.get(r['runtime'], ''))} | "
+            f"{ratio(r, 'pytorch')} | {r['max_abs_difference']:.1e} | {r['size_mb']:.1f} | "
             f"{r['peak_rss_mb']:.0f} |"
         )
     with open(args.output_json, "w", encoding="utf-8") as f:
@@ -305,7 +425,9 @@ def report(rows, args):
             {
                 "rows": rows,
                 "iterations": args.iterations,
+                "batch_iterations": args.batch_iterations,
                 "warmup": args.warmup,
+                "cpu": cpu_name(),
                 "cpu_count": os.cpu_count(),
             },
             f,

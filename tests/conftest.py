@@ -47,3 +47,17 @@ def small_config(style, **overrides):
         values.update(num_hidden_groups=1, inner_group_num=1)
     values.update(overrides)
     return modeling.AlbertConfig.from_dict(dict(values, style=style))
+
+
+# The longest files first: under `pytest -n 2 --dist loadfile` (the README's command) each file
+# runs on one worker, so the two multi-minute kill -9 chains start at once, one per worker, and
+# the many short files fill in around them instead of leaving one worker alone at the end.
+LONGEST_FIRST = ("test_kill_finetuning.py", "test_kill_pretraining.py")
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item):
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: every file's tests stay together and in order

@@ -258,7 +258,8 @@ NER_TEXTS = [
 def test_ner_text_finds_the_entities_run_ner_finds(case, tmp_path):
     """On 150 CLUENER sentences, odd texts and a 1,000-character text (cut into windows of
     22 tokens, by the default stride and by 5): the same entities and offsets as run_ner.py's
-    Python path, tag for tag."""
+    Python path, tag for tag. The softmax model through a saved and loaded SavedModel, the CRF
+    one in memory (the same module, not saved)."""
     max_seq_length = 24
     window_stride = 5 if case["name"] == "crf" else None
     texts = [json.loads(line)["text"] for line in read_lines(shared_data("cluener/dev.json"))]
@@ -269,43 +270,46 @@ def test_ner_text_finds_the_entities_run_ner_finds(case, tmp_path):
         max_seq_length=max_seq_length,
         window_stride=window_stride,
     )
-    names = export_savedmodel.export_savedmodel(
-        case["config"], case["prefix"], str(tmp_path), text=text
-    )
-    assert names == ["encode_text", "ner_text", "serving_default", "token_classifier"]
-    ner_text = tf.saved_model.load(str(tmp_path)).signatures["ner_text"]
-    served = ner_text(text=tf.constant(texts))
+    if case["name"] == "softmax":
+        names = export_savedmodel.export_savedmodel(
+            case["config"], case["prefix"], str(tmp_path), text=text
+        )
+        assert names == ["encode_text", "ner_text", "serving_default", "token_classifier"]
+        ner_text = tf.saved_model.load(str(tmp_path)).signatures["ner_text"]
+    else:
+        module = export_savedmodel.build_export_module(case["config"], case["prefix"], text=text)
+        ner_text = module.ner_text
+    served = {k: v.numpy() for k, v in ner_text(text=tf.constant(texts)).items()}
     expected, report = python_entities(case["model"], texts, max_seq_length, window_stride)
     assert report.split_sentences >= 30  # windows are exercised (1 for the long text alone)
 
-    counts = served["num_entities"].numpy()
+    counts = served["num_entities"]
     assert counts.tolist() == [len(e) for e in expected]
     assert counts.sum() > 100  # random weights: many entities of both types
-    assert set(served["types"].numpy().ravel()) == {b"", b"LOC", b"PER"}
+    assert set(served["types"].ravel()) == {b"", b"LOC", b"PER"}
     for row, (source, entities) in enumerate(zip(texts, expected, strict=True)):
-        got = [
-            (
-                served["types"][row, i].numpy().decode(),
-                int(served["starts"][row, i]),
-                int(served["ends"][row, i]),
-                served["texts"][row, i].numpy().decode(),
-            )
-            for i in range(counts[row])
-        ]
+        found = slice(0, counts[row])
+        got = zip(
+            served["types"][row, found],
+            served["starts"][row, found],
+            served["ends"][row, found],
+            served["texts"][row, found],
+            strict=True,
+        )
+        got = [(kind.decode(), int(start), int(end), t.decode()) for kind, start, end, t in got]
         assert got == [(e.type, e.start, e.end, source[e.start : e.end]) for e in entities], row
         padding = slice(counts[row], None)
-        assert (served["starts"][row, padding].numpy() == -1).all()
-        assert (served["types"][row, padding].numpy() == b"").all()
+        assert (served["starts"][row, padding] == -1).all()
+        assert (served["types"][row, padding] == b"").all()
 
     empty = ner_text(text=tf.constant([], tf.string))
     assert empty["num_entities"].shape == [0] and empty["types"].shape == [0, 0]
 
 
-def test_ner_text_needs_character_units(case, tmp_path, caplog):
+def test_ner_text_needs_character_units(tmp_path, caplog):
+    prefix, config, _ = save_token_classifier(tmp_path, "google", False, seed=1)
     text = export_savedmodel.TextSettings(vocab_file=shared_data("vocab.txt"), units="word")
     with caplog.at_level("WARNING", logger="absl"):
-        names = export_savedmodel.export_savedmodel(
-            case["config"], case["prefix"], str(tmp_path), text=text
-        )
-    assert "ner_text" not in names and "encode_text" in names
+        module = export_savedmodel.build_export_module(config, prefix, text=text)
+    assert set(module.text_signature_functions()) == {"encode_text"}
     assert "trained with --units=word" in caplog.text
