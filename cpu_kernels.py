@@ -3,7 +3,7 @@
 Every entry point imports this module before TensorFlow, because TensorFlow reads the setting
 once, when it loads:
 
-    import cpu_kernels  # isort: skip  (before TensorFlow: it picks its CPU kernels when it loads)
+    import cpu_kernels  # noqa: F401  # isort: skip  (first: TensorFlow reads its kernel choice on load)
 
 oneDNN: TensorFlow's x86 builds contain oneDNN kernels but turn them on by default only on CPUs
 with AVX-512-class features; elsewhere (AVX2 CPUs such as AMD Zen 2/3 or older Intel) the

@@ -58,6 +58,7 @@ Usage:
       --input_exprs 'text_a=["我想买手机"];text_b=["我要买个手机"]'
 """
 
+import cpu_kernels  # noqa: F401  # isort: skip  (first: TensorFlow reads its kernel choice on load)
 import dataclasses
 import json
 import os

@@ -37,6 +37,7 @@ fails in the interpreter (TFLite drops the model's length assertion), so truncat
 checkpoint does: an HF directory's id2label, a run_classifier.py output's model_info.json.
 """
 
+import cpu_kernels  # noqa: F401  # isort: skip  (first: TensorFlow reads its kernel choice on load)
 import json
 import os
 

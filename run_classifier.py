@@ -25,6 +25,7 @@ optional. Checkpoints keep the original names (`bert/...`, `output_weights`, `ou
 `global_step`), so the original code, export_savedmodel.py and similarity.py read them.
 """
 
+import cpu_kernels  # noqa: F401  # isort: skip  (first: TensorFlow reads its kernel choice on load)
 import json
 import os
 import time

@@ -32,6 +32,7 @@ cluener: `text<TAB>entity/type[start,end] ...`) and, for cluener, cluener_predic
 CLUENER submission: `{"id": n, "label": {...}}` per line); final_results.json.
 """
 
+import cpu_kernels  # noqa: F401  # isort: skip  (first: TensorFlow reads its kernel choice on load)
 import json
 import os
 import time

@@ -17,6 +17,7 @@ Continued pretraining starts from --init_checkpoint: a checkpoint of either styl
 Face ALBERT directory (whose config.json then replaces --bert_config_file).
 """
 
+import cpu_kernels  # noqa: F401  # isort: skip  (first: TensorFlow reads its kernel choice on load)
 import os
 
 import numpy as np

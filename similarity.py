@@ -23,6 +23,7 @@ well gets a warning on stderr: mostly [UNK] tokens (emoji, scripts the vocab lac
 truncated to max_seq_length tokens; the probability of such a pair means little.
 """
 
+import cpu_kernels  # noqa: F401  # isort: skip  (first: TensorFlow reads its kernel choice on load)
 import sys
 
 from absl import flags, logging

@@ -288,6 +288,9 @@ def main():
     parser.add_argument("--output_json", default="/tmp/bench_text_serving.json")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    sys.path.insert(0, str(REPO_ROOT))
+    import cpu_kernels  # noqa: F401  (before TensorFlow, here and in the workers it starts)
+
     if args.worker:
         return worker(json.loads(args.worker))
 

@@ -29,6 +29,7 @@ sys.path.insert(0, str(REPO_ROOT))
 DATA_DIR = pathlib.Path(os.environ.get("ALBERT_ZH_DATA", REPO_ROOT.parent / "shared" / "data"))
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import cpu_kernels  # noqa: E402, F401  # isort: skip  (before TensorFlow: its CPU kernels)
 import tensorflow as tf  # noqa: E402
 
 import classifier_data  # noqa: E402

@@ -4,6 +4,7 @@ Tests that need the shared data skip when it is absent, except under CI (CI=true
 missing file is a failure.
 """
 
+import cpu_kernels  # noqa: F401  # isort: skip  (first, as in every script: the same kernels)
 import os
 import pathlib
 
