@@ -316,7 +316,7 @@ def run_clis(argv_lists):
         runs.append((process, out, err))
     results = []
     for process, out, err in runs:
-        code = process.wait(timeout=300)
+        code = process.wait(timeout=900)
         out.seek(0)
         err.seek(0)
         results.append((code, out.read(), err.read()))

@@ -456,7 +456,7 @@ def test_command_line_error_is_one_line(tmp_path):
         capture_output=True,
         text=True,
         cwd=REPO_ROOT,
-        timeout=120,
+        timeout=600,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
     assert result.returncode == 2
@@ -482,7 +482,7 @@ def test_command_line_shards_and_a_summary_no_shard_glob_matches(tmp_path, news_
         capture_output=True,
         text=True,
         cwd=REPO_ROOT,
-        timeout=120,
+        timeout=600,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
     assert result.returncode == 0, result.stderr[-2000:]

@@ -160,7 +160,7 @@ def run_cli(*args):
         text=True,
         env=env,
         cwd=REPO_ROOT,
-        timeout=300,
+        timeout=900,
     )
 
 

@@ -150,7 +150,7 @@ def test_similarity_script_agrees_with_the_predictions(finetuned):
         capture_output=True,
         text=True,
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
-        timeout=120,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     printed = [float(line.split("\t")[0]) for line in result.stdout.strip().splitlines()]
@@ -301,7 +301,7 @@ def test_user_mistakes_are_one_line_errors(tmp_path):
         capture_output=True,
         text=True,
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
-        timeout=120,
+        timeout=600,
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: unknown task_name 'nope'")

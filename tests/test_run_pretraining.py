@@ -88,7 +88,7 @@ def test_two_workers_multi_worker_mirrored_agree(data, tmp_path):
     logs = []
     try:
         for proc, log_file in zip(procs, log_files, strict=True):
-            proc.wait(timeout=300)
+            proc.wait(timeout=900)
             err = log_file.read_text()
             assert proc.returncode == 0, err[-3000:]
             logs.append(err)
@@ -229,7 +229,7 @@ def test_eval_every_checkpoint_and_the_plot(data, tmp_path):
         capture_output=True,
         text=True,
         env=ENV,
-        timeout=120,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "4 points, last step 4" in result.stdout

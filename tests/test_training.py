@@ -292,7 +292,7 @@ def test_mirrored_accumulation_and_xla_match_one_device(records, tmp_path):
         ],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=900,
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
