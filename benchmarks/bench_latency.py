@@ -108,6 +108,7 @@ def prepare_model(model_name, shapes, directory):
 
 def prepare_onnx(config, hf_dir, directory):
     """The HF model as ONNX: exported, fused by ORT's optimizer, and int8-quantized."""
+    import onnx
     import torch
     import transformers
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -137,7 +138,13 @@ def prepare_onnx(config, hf_dir, directory):
     print(f"ORT fusion: {optimized.get_fused_operator_statistics()}", flush=True)
     optimized.save_model_to_file(fused)
     quantized = os.path.join(directory, "albert_fused_int8.onnx")
-    quantize_dynamic(fused, quantized, weight_type=QuantType.QInt8)
+    # The fused ops (com.microsoft domain) have no ONNX type inference: say their type.
+    quantize_dynamic(
+        fused,
+        quantized,
+        weight_type=QuantType.QInt8,
+        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+    )
     return fused, quantized
 
 
