@@ -18,6 +18,7 @@ This is the `ner_text` signature of export_savedmodel.py. It gives the entities 
 
 import tensorflow as tf
 
+import errors
 import ner_data
 
 # Tag prefix codes of the graph (BMES's M is read as I, as extract_entities does).
@@ -38,7 +39,10 @@ class TextTagger(tf.Module):
         self.window_size = max_seq_length - 2
         self.window_stride = window_stride or max(self.window_size // 2, 1)
         if not 1 <= self.window_stride <= self.window_size:
-            raise ValueError(f"window stride {self.window_stride} not in 1..{self.window_size}")
+            raise errors.AlbertError(
+                f"window stride {self.window_stride} must be in 1..{self.window_size} "
+                "(max_seq_length - 2): export with the --max_seq_length the model was trained with"
+            )
         parsed = [ner_data.split_tag(tag) for tag in tags]
         types = sorted({t for p, t in parsed if p != ner_data.OUTSIDE})
         self._prefix = tf.constant([_PREFIX_CODES[p] for p, _ in parsed], tf.int32)
