@@ -77,6 +77,13 @@ def reach(point, output_dir, process, timeout=600):
     return None
 
 
+def start_reference(command, log_path):
+    """The uninterrupted run to compare with, started in the background (log in a file)."""
+    return subprocess.Popen(
+        command, env=ff.ENV, stdout=subprocess.DEVNULL, stderr=open(log_path, "w")
+    )
+
+
 def kill_chain(command, output_dir, plan, log_dir):
     """Run `command` once per kill point, kill -9 at the point, then once to the end.
 

@@ -4,13 +4,12 @@ each followed by the same command: every checkpoint, model.ckpt-best and the res
 those of one uninterrupted run (slow: one process start per point).
 """
 
-import subprocess
 import time
 
 import pytest
 
 from tests import fault_fixtures as ff
-from tests.kill_chain import CHECKPOINT_EVERY, kill_chain, kill_plan
+from tests.kill_chain import CHECKPOINT_EVERY, kill_chain, kill_plan, start_reference
 
 
 @pytest.mark.slow
@@ -24,11 +23,8 @@ def test_finetuning_killed_at_10_points_ends_as_an_uninterrupted_run(tmp_path):
     )
     reference = tmp_path / "reference"
     began = time.time()
-    reference_run = subprocess.Popen(
-        ff.classifier_command(data, reference, *steps),
-        env=ff.ENV,
-        stdout=subprocess.DEVNULL,
-        stderr=open(tmp_path / "reference.log", "w"),
+    reference_run = start_reference(
+        ff.classifier_command(data, reference, *steps), tmp_path / "reference.log"
     )
     killed = tmp_path / "killed"
     # Random points away from steps 15 and 45, so that no run gets past them before its own

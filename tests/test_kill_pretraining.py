@@ -5,13 +5,12 @@ the final weights equal those of one uninterrupted run (slow: one process start 
 Its own file so that it can run beside the fine-tuning one (pytest -n 2 --dist loadfile).
 """
 
-import subprocess
 import time
 
 import pytest
 
 from tests import fault_fixtures as ff
-from tests.kill_chain import CHECKPOINT_EVERY, kill_chain, kill_plan
+from tests.kill_chain import CHECKPOINT_EVERY, kill_chain, kill_plan, start_reference
 
 
 @pytest.mark.slow
@@ -24,11 +23,8 @@ def test_pretraining_killed_at_10_random_points_ends_as_an_uninterrupted_run(tmp
     )
     reference = tmp_path / "reference"
     began = time.time()
-    reference_run = subprocess.Popen(
-        ff.pretraining_command(data, reference, *steps),
-        env=ff.ENV,
-        stdout=subprocess.DEVNULL,
-        stderr=open(tmp_path / "reference.log", "w"),
+    reference_run = start_reference(
+        ff.pretraining_command(data, reference, *steps), tmp_path / "reference.log"
     )
     killed = tmp_path / "killed"
     plan = kill_plan(1501, list(range(2, 40, 2)), ["checkpoint write", "between steps"])
