@@ -607,6 +607,29 @@ def has_run_files(output_dir):
     )
 
 
+def inference_checkpoint(output_dir, init_checkpoint, trainer_ran):
+    """The checkpoint a fine-tuning script evaluates and predicts with, or None for the weights
+    in memory.
+
+    After training: output_dir's model.ckpt-best when one was kept, else None (the final
+    weights). Without training: output_dir's best, else its latest checkpoint, else
+    init_checkpoint (which must then be a fine-tuned model; the caller checks its head).
+    """
+    best = os.path.join(output_dir, BEST_CHECKPOINT)
+    if trainer_ran and not os.path.exists(best + ".index"):
+        return None
+    if os.path.exists(best + ".index") or latest_checkpoint(output_dir):
+        candidate = output_dir
+    elif init_checkpoint:
+        candidate = init_checkpoint
+    else:
+        raise AlbertError(
+            f"nothing to evaluate: {output_dir} has no checkpoint and no "
+            "--init_checkpoint was given; add --do_train"
+        )
+    return resolve_checkpoint_path(candidate)
+
+
 def latest_checkpoint(output_dir):
     """Prefix of the newest step checkpoint whose files are all present (None if none).
 

@@ -311,23 +311,11 @@ def check_sequence_room(processor):
 def model_for_inference(model, trainer_ran):
     """Load the weights to evaluate/predict with; returns (name, global step) for the results.
 
-    After training: model.ckpt-best when one was kept, else the final weights. Without
-    training: output_dir's best, else its latest checkpoint, else --init_checkpoint (which
-    must then be a fine-tuned classifier).
+    Which checkpoint: checkpoints.inference_checkpoint; here its head is checked.
     """
-    best = os.path.join(FLAGS.output_dir, checkpoints.BEST_CHECKPOINT)
-    if trainer_ran and not os.path.exists(best + ".index"):
+    path = checkpoints.inference_checkpoint(FLAGS.output_dir, FLAGS.init_checkpoint, trainer_ran)
+    if path is None:
         return "final weights", None
-    if os.path.exists(best + ".index") or checkpoints.latest_checkpoint(FLAGS.output_dir):
-        candidate = FLAGS.output_dir
-    elif FLAGS.init_checkpoint:
-        candidate = FLAGS.init_checkpoint
-    else:
-        raise errors.AlbertError(
-            f"nothing to evaluate: {FLAGS.output_dir} has no checkpoint and no "
-            "--init_checkpoint was given; add --do_train"
-        )
-    path = checkpoints.resolve_checkpoint_path(candidate)
     if not checkpoints.checkpoint_heads(path).num_labels:
         raise errors.AlbertError(
             f"{path} has no classifier head (output_weights): it is not fine-tuned; add --do_train"

@@ -301,23 +301,11 @@ def check_init_checkpoint(num_tags):
 def inference_checkpoint(trainer_ran):
     """The checkpoint to evaluate/predict with, or None for the weights in memory.
 
-    After training: model.ckpt-best when one was kept, else the final weights. Without
-    training: output_dir's best, else its latest checkpoint, else --init_checkpoint (which
-    must then be a run_ner.py model).
+    Which checkpoint: checkpoints.inference_checkpoint; here its head is checked.
     """
-    best = os.path.join(FLAGS.output_dir, checkpoints.BEST_CHECKPOINT)
-    if trainer_ran and not os.path.exists(best + ".index"):
+    path = checkpoints.inference_checkpoint(FLAGS.output_dir, FLAGS.init_checkpoint, trainer_ran)
+    if path is None:
         return None
-    if os.path.exists(best + ".index") or checkpoints.latest_checkpoint(FLAGS.output_dir):
-        candidate = FLAGS.output_dir
-    elif FLAGS.init_checkpoint:
-        candidate = FLAGS.init_checkpoint
-    else:
-        raise errors.AlbertError(
-            f"nothing to evaluate: {FLAGS.output_dir} has no checkpoint and no "
-            "--init_checkpoint was given; add --do_train"
-        )
-    path = checkpoints.resolve_checkpoint_path(candidate)
     heads = checkpoints.checkpoint_heads(path)
     if not heads.num_labels:
         raise errors.AlbertError(
