@@ -115,9 +115,9 @@ def hf_runner(config, ids, mask, segments):
     import torch
     import transformers
 
-    import convert_albert_tf_checkpoint_to_pytorch as converter
+    import hf_checkpoint
 
-    values = converter.hf_config_dict(
+    values = hf_checkpoint.hf_config_dict(
         config,
         config.embedding_size,
         config.num_hidden_groups,
