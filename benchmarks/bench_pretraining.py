@@ -217,6 +217,9 @@ def main():
         "--steps", type=int, default=0, help="steps per timed window (default: 10 tiny, 2 base)"
     )
     parser.add_argument("--repeats", type=int, default=3, help="timed windows per variant")
+    parser.add_argument(
+        "--peak_sizes", default="1024,2048,4096", help="square matmul sizes for the peak"
+    )
     parser.add_argument("--output", default="/tmp/bench_pretraining.json")
     args = parser.parse_args()
     import torch
@@ -227,7 +230,11 @@ def main():
         flush=True,
     )
 
-    peaks = {"fp32": matmul_peak_tflops(tf.float32), "bf16": matmul_peak_tflops(tf.bfloat16)}
+    sizes = [int(n) for n in args.peak_sizes.split(",")]
+    peaks = {
+        "fp32": matmul_peak_tflops(tf.float32, sizes),
+        "bf16": matmul_peak_tflops(tf.bfloat16, sizes),
+    }
     print(
         f"matmul peak: fp32 {peaks['fp32']:.3f} TFLOP/s, bf16 {peaks['bf16']:.3f} TFLOP/s",
         flush=True,
