@@ -10,7 +10,10 @@ full-LCQMC numbers, which train on 238k pairs):
    versus HF transformers `AlbertForSequenceClassification` with the same config (google
    style: HF's architecture), the same batch size and the very same padded batches, in the
    same process; both for fixed seq-128 batches and for dynamic-padded batches.
-3. `accuracy`: lcqmc_small dev/test accuracy of albert_tiny fine-tuned with the seed's
+3. `profile`: where one training step's time goes, ours (a `tf.profiler` trace) and HF (the
+   `torch.profiler`), on the same batches as `hf`: time in matrix products (MatMul,
+   BatchMatMul, fused MatMul+BiasAdd; aten::mm/addmm/bmm) versus everything else, per op type.
+4. `accuracy`: lcqmc_small dev/test accuracy of albert_tiny fine-tuned with the seed's
    hyper-parameters (seq 128, batch 64, lr 1e-4, 5 epochs), from scratch and from a given
    pretrained checkpoint (e.g. the pretraining walk-through's output), by running
    run_classifier.py.
@@ -18,6 +21,7 @@ full-LCQMC numbers, which train on 238k pairs):
 Timings repeat `--repeats` times and report medians. Prints a Markdown table and writes JSON:
 
     python benchmarks/bench_finetune.py --parts=epoch,hf --max_steps=30 --repeats=3
+    python benchmarks/bench_finetune.py --parts=profile
     python benchmarks/bench_finetune.py --parts=accuracy \
         --pretrained_checkpoint=/tmp/albert_tiny_pretrain --pretrained_config=configs/...json
 
@@ -52,7 +56,9 @@ DATA = os.environ.get("ALBERT_ZH_DATA", os.path.join(REPO, "..", "shared", "data
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--parts", default="epoch,hf", help="comma list: epoch, hf, accuracy")
+    parser.add_argument(
+        "--parts", default="epoch,hf", help="comma list: epoch, hf, profile, accuracy"
+    )
     parser.add_argument("--data_dir", default=os.path.join(DATA, "lcqmc_small"))
     parser.add_argument("--vocab_file", default=os.path.join(DATA, "vocab.txt"))
     parser.add_argument("--config", default=os.path.join(REPO, "configs/albert_config_tiny.json"))
@@ -209,7 +215,8 @@ def hf_step_fn(args):
     return step
 
 
-def bench_hf(args, features, results):
+def same_batches(args, features):
+    """The padded NumPy batches both implementations train on: fixed seq 128 and dynamic."""
     batches = {}
     for name, fixed in (("fixed seq 128", True), ("dynamic padding", False)):
         indices = classifier_data.make_batches(
@@ -218,26 +225,39 @@ def bench_hf(args, features, results):
         indices = [i for i in indices if len(i) == args.batch_size][: args.hf_steps]
         dataset = classifier_data.make_dataset(features, indices, args.max_seq_length, fixed)
         batches[name] = [{k: v.numpy() for k, v in batch.items()} for batch in dataset]
+    return batches
+
+
+def bench_hf(args, features, results):
+    """Examples/s of both implementations; their repeats alternate, so that a shared machine's
+    slow minutes fall on both (the ratio of each repeat pair is reported too)."""
+    batches = same_batches(args, features)
+    steps = {
+        "ours (TF, tf.function)": ours_step_fn(args),
+        "HF transformers (PyTorch)": hf_step_fn(args),
+    }
     rows = {}
-    for impl, make in (
-        ("ours (TF, tf.function)", ours_step_fn),
-        ("HF transformers (PyTorch)", hf_step_fn),
-    ):
-        step = make(args)
-        for name, data in batches.items():
+    for name, data in batches.items():
+        rates = {impl: [] for impl in steps}
+        for step in steps.values():
             for b in data[:2]:
                 step(b)  # warm-up (tracing, allocator)
-            rates = []
-            for _ in range(args.repeats):
+        for _ in range(args.repeats):
+            for impl, step in steps.items():
                 start = time.perf_counter()
                 for b in data:
                     step(b)
-                rates.append(len(data) * args.batch_size / (time.perf_counter() - start))
+                rates[impl].append(len(data) * args.batch_size / (time.perf_counter() - start))
+        for impl, values in rates.items():
             rows[f"{impl} | {name}"] = {
-                "examples_per_second_median": statistics.median(rates),
-                "examples_per_second": rates,
+                "examples_per_second_median": statistics.median(values),
+                "examples_per_second": values,
             }
-            print(f"  {impl} {name}: {statistics.median(rates):.1f} examples/s", flush=True)
+            print(f"  {impl} {name}: {statistics.median(values):.1f} examples/s", flush=True)
+        ours, hf = rates.values()
+        ratio = statistics.median(o / h for o, h in zip(ours, hf, strict=True))
+        rows[f"ours / HF | {name}"] = {"ratio_median": ratio}
+        print(f"  ours / HF {name}: {ratio:.2f}x", flush=True)
     results["hf"] = {
         "rows": rows,
         "batch_size": args.batch_size,
@@ -246,7 +266,115 @@ def bench_hf(args, features, results):
     }
 
 
-# ----------------------------------------------------------------------------- 3. accuracy
+# ----------------------------------------------------------------------------- 3. profile
+
+TF_MATMUL_TYPES = ("MatMul", "Einsum")  # MatMul, BatchMatMulV2, _MklMatMul, _MklNativeFusedMatMul
+TORCH_MATMUL_OPS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm"}
+TORCH_ATTENTION_PREFIX = "aten::_scaled_dot_product"  # fused: its two matmuls + the softmax
+
+
+def tf_op_seconds(logdir):
+    """{op type: seconds} summed over the TensorFlow op events of a tf.profiler trace."""
+    import glob
+
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    path = sorted(glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True))[-1]
+    space = xplane_pb2.XSpace()
+    with open(path, "rb") as f:
+        space.ParseFromString(f.read())
+    seconds = {}
+    for plane in space.planes:
+        for line in plane.lines:
+            for event in line.events:
+                name = plane.event_metadata[event.metadata_id].name
+                # Ops are "node_name:OpType"; executor and Python events have "::" or spaces.
+                if name.count(":") != 1 or " " in name:
+                    continue
+                op_type = name.split(":")[1]
+                seconds[op_type] = seconds.get(op_type, 0.0) + event.duration_ps * 1e-12
+    return seconds
+
+
+def split_row(op_seconds, is_matmul, steps, wall_seconds):
+    matmul = sum(s for op, s in op_seconds.items() if is_matmul(op))
+    total = sum(op_seconds.values())
+    others = sorted(((s, op) for op, s in op_seconds.items() if not is_matmul(op)), reverse=True)[
+        :6
+    ]
+    return {
+        "step_ms": 1000 * wall_seconds / steps,
+        "op_ms_per_step": 1000 * total / steps,
+        "matmul_ms_per_step": 1000 * matmul / steps,
+        "matmul_share": matmul / total,
+        "top_other_ops": {op: 1000 * s / steps for s, op in others},
+    }
+
+
+def profile_ours(args, data, logdir):
+    step = ours_step_fn(args)
+    for b in data[:2]:
+        step(b)
+    tf.profiler.experimental.start(logdir)
+    start = time.perf_counter()
+    for b in data:
+        step(b)
+    wall = time.perf_counter() - start
+    tf.profiler.experimental.stop()
+    return split_row(
+        tf_op_seconds(logdir), lambda op: any(t in op for t in TF_MATMUL_TYPES), len(data), wall
+    )
+
+
+def profile_hf(args, data):
+    import torch
+
+    step = hf_step_fn(args)
+    for b in data[:2]:
+        step(b)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        start = time.perf_counter()
+        for b in data:
+            step(b)
+        wall = time.perf_counter() - start
+    # Self time: the time inside each op itself, so that aten::linear -> aten::addmm counts once.
+    seconds = {e.key: e.self_cpu_time_total * 1e-6 for e in prof.key_averages()}
+    seconds = {op: s for op, s in seconds.items() if op.startswith("aten::") and s > 0}
+    return split_row(
+        seconds,
+        lambda op: op in TORCH_MATMUL_OPS or op.startswith(TORCH_ATTENTION_PREFIX),
+        len(data),
+        wall,
+    )
+
+
+def bench_profile(args, features, results):
+    """Where a step's time goes, ours vs HF, on the same batches (one profiled pass each)."""
+    batches = same_batches(args, features)
+    rows = {}
+    for name, data in batches.items():
+        logdir = f"/tmp/bench_finetune_trace_{int(time.time())}_{len(rows)}"
+        rows[f"ours (TF, tf.function) | {name}"] = profile_ours(args, data, logdir)
+        rows[f"HF transformers (PyTorch) | {name}"] = profile_hf(args, data)
+        for key in list(rows)[-2:]:
+            row = rows[key]
+            print(
+                f"  {key}: {row['step_ms']:.0f} ms/step, matrix products "
+                f"{100 * row['matmul_share']:.0f}% of op time",
+                flush=True,
+            )
+    results["profile"] = {
+        "rows": rows,
+        "batch_size": args.batch_size,
+        "steps": args.hf_steps,
+        "config": os.path.relpath(args.hf_config, REPO),
+        "note": "ours: op time summed over TensorFlow's inter-op threads (ops overlap); "
+        "HF: self CPU time of each aten op on the calling thread; HF's fused attention "
+        "(scaled_dot_product_attention: two matmuls and the softmax) counts as matrix products",
+    }
+
+
+# ----------------------------------------------------------------------------- 4. accuracy
 
 
 def run_finetune(args, name, init_checkpoint, config):
@@ -307,7 +435,26 @@ def markdown(results):
             "|---|---|---|",
         ]
         for name, row in r["rows"].items():
-            lines.append(f"| {name} | {row['examples_per_second_median']:.1f} |")
+            if "ratio_median" in row:
+                lines.append(f"| {name} | **{row['ratio_median']:.2f}x** |")
+            else:
+                lines.append(f"| {name} | {row['examples_per_second_median']:.1f} |")
+        lines.append("")
+    if "profile" in results:
+        r = results["profile"]
+        lines += [
+            f"| one training step, batch {r['batch_size']} ({r['config']}) | padding | ms/step "
+            "| op time/step | matrix products | everything else | largest other ops (ms/step) |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for name, row in r["rows"].items():
+            others = ", ".join(f"{op} {ms:.0f}" for op, ms in row["top_other_ops"].items())
+            other_ms = row["op_ms_per_step"] - row["matmul_ms_per_step"]
+            lines.append(
+                f"| {name} | {row['step_ms']:.0f} | {row['op_ms_per_step']:.0f} | "
+                f"{row['matmul_ms_per_step']:.0f} ({100 * row['matmul_share']:.0f}%) | "
+                f"{other_ms:.0f} ({100 - 100 * row['matmul_share']:.0f}%) | {others} |"
+            )
         lines.append("")
     if "accuracy" in results:
         lines += [
@@ -326,11 +473,13 @@ def main():
     args = parse_args()
     parts = set(args.parts.split(","))
     results = {"args": vars(args), "cpu_count": os.cpu_count(), "load_average": os.getloadavg()}
-    features = load_features(args) if parts & {"epoch", "hf"} else None
+    features = load_features(args) if parts & {"epoch", "hf", "profile"} else None
     if "epoch" in parts:
         bench_epoch(args, features, results)
     if "hf" in parts:
         bench_hf(args, features, results)
+    if "profile" in parts:
+        bench_profile(args, features, results)
     if "accuracy" in parts:
         bench_accuracy(args, results)
     report = markdown(results)
