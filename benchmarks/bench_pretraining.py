@@ -231,14 +231,20 @@ def main():
     )
 
     sizes = [int(n) for n in args.peak_sizes.split(",")]
-    peaks = {
-        "fp32": matmul_peak_tflops(tf.float32, sizes),
-        "bf16": matmul_peak_tflops(tf.bfloat16, sizes),
-    }
-    print(
-        f"matmul peak: fp32 {peaks['fp32']:.3f} TFLOP/s, bf16 {peaks['bf16']:.3f} TFLOP/s",
-        flush=True,
-    )
+
+    def measure_peaks(when):
+        peaks = {
+            "fp32": matmul_peak_tflops(tf.float32, sizes),
+            "bf16": matmul_peak_tflops(tf.bfloat16, sizes),
+        }
+        print(
+            f"matmul peak ({when}): fp32 {peaks['fp32']:.3f} TFLOP/s, "
+            f"bf16 {peaks['bf16']:.3f} TFLOP/s",
+            flush=True,
+        )
+        return peaks
+
+    peaks_before = measure_peaks("before")
     rows = []
     for model_name in args.models.split(","):
         config = modeling.AlbertConfig.from_json_file(CONFIGS[model_name])
@@ -274,7 +280,6 @@ def main():
                     "seconds_per_step": seconds,
                     "sequences_per_second": BATCH / seconds,
                     "tflops": tflops,
-                    "utilisation": tflops / peaks[dtype],
                     "peak_dtype": dtype,
                     "last_loss": losses[variant],
                     "windows": times[variant],
@@ -284,6 +289,13 @@ def main():
                 f"{model_name} {variant}: {BATCH / seconds:.1f} seq/s, {tflops:.3f} TFLOP/s",
                 flush=True,
             )
+
+    # The peak is the best the machine did: measured before and after the windows, since a
+    # shared machine's slow minute would otherwise inflate the utilisation (seen: 112%).
+    peaks_after = measure_peaks("after")
+    peaks = {d: max(peaks_before[d], peaks_after[d]) for d in peaks_before}
+    for r in rows:
+        r["utilisation"] = r["tflops"] / peaks[r["peak_dtype"]]
 
     by_key = {(r["model"], r["variant"]): r for r in rows}
     print("\n| model | variant | seq/s | TFLOP/s | util. of peak | vs HF fp32 | vs our fp32 |")
@@ -305,6 +317,7 @@ def main():
         "batch_size": BATCH,
         "max_predictions_per_seq": P,
         "matmul_peak_tflops": peaks,
+        "matmul_peak_tflops_before_after": [peaks_before, peaks_after],
         "cpu_count": os.cpu_count(),
         "tensorflow": tf.__version__,
         "torch": torch.__version__,
