@@ -318,6 +318,7 @@ def main():
         "max_predictions_per_seq": P,
         "matmul_peak_tflops": peaks,
         "matmul_peak_tflops_before_after": [peaks_before, peaks_after],
+        "peak_sizes": sizes,
         "cpu_count": os.cpu_count(),
         "tensorflow": tf.__version__,
         "torch": torch.__version__,
