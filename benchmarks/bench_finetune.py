@@ -12,7 +12,8 @@ full-LCQMC numbers, which train on 238k pairs):
    same process; both for fixed seq-128 batches and for dynamic-padded batches.
 3. `profile`: where one training step's time goes, ours (a `tf.profiler` trace) and HF (the
    `torch.profiler`), on the same batches as `hf`: time in matrix products (MatMul,
-   BatchMatMul, fused MatMul+BiasAdd; aten::mm/addmm/bmm) versus everything else, per op type.
+   BatchMatMul, fused MatMul+BiasAdd; aten::mm/addmm/bmm and HF's fused attention) versus
+   everything else, per op type.
 4. `accuracy`: lcqmc_small dev/test accuracy of albert_tiny fine-tuned with the seed's
    hyper-parameters (seq 128, batch 64, lr 1e-4, 5 epochs), from scratch and from a given
    pretrained checkpoint (e.g. the pretraining walk-through's output), by running
@@ -30,11 +31,13 @@ the full epoch; the JSON says so (`steps_timed`).
 """
 
 import argparse
+import glob
 import json
 import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -275,8 +278,6 @@ TORCH_ATTENTION_PREFIX = "aten::_scaled_dot_product"  # fused: its two matmuls +
 
 def tf_op_seconds(logdir):
     """{op type: seconds} summed over the TensorFlow op events of a tf.profiler trace."""
-    import glob
-
     from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
     path = sorted(glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True))[-1]
@@ -299,22 +300,19 @@ def tf_op_seconds(logdir):
 def split_row(op_seconds, is_matmul, steps, wall_seconds):
     matmul = sum(s for op, s in op_seconds.items() if is_matmul(op))
     total = sum(op_seconds.values())
-    others = sorted(((s, op) for op, s in op_seconds.items() if not is_matmul(op)), reverse=True)[
-        :6
-    ]
+    others = sorted(((s, op) for op, s in op_seconds.items() if not is_matmul(op)), reverse=True)
     return {
         "step_ms": 1000 * wall_seconds / steps,
         "op_ms_per_step": 1000 * total / steps,
         "matmul_ms_per_step": 1000 * matmul / steps,
         "matmul_share": matmul / total,
-        "top_other_ops": {op: 1000 * s / steps for s, op in others},
+        "top_other_ops": {op: 1000 * s / steps for s, op in others[:6]},
     }
 
 
-def profile_ours(args, data, logdir):
-    step = ours_step_fn(args)
-    for b in data[:2]:
-        step(b)
+def profile_ours(step, data):
+    """One traced pass of our step over `data` (already warm), split by op type."""
+    logdir = tempfile.mkdtemp(prefix="bench_finetune_trace_")
     tf.profiler.experimental.start(logdir)
     start = time.perf_counter()
     for b in data:
@@ -326,12 +324,10 @@ def profile_ours(args, data, logdir):
     )
 
 
-def profile_hf(args, data):
+def profile_hf(step, data):
+    """One torch.profiler pass of HF's step over `data` (already warm), split by aten op."""
     import torch
 
-    step = hf_step_fn(args)
-    for b in data[:2]:
-        step(b)
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
         start = time.perf_counter()
         for b in data:
@@ -351,15 +347,18 @@ def profile_hf(args, data):
 def bench_profile(args, features, results):
     """Where a step's time goes, ours vs HF, on the same batches (one profiled pass each)."""
     batches = same_batches(args, features)
+    profilers = {
+        "ours (TF, tf.function)": (ours_step_fn(args), profile_ours),
+        "HF transformers (PyTorch)": (hf_step_fn(args), profile_hf),
+    }
     rows = {}
     for name, data in batches.items():
-        logdir = f"/tmp/bench_finetune_trace_{int(time.time())}_{len(rows)}"
-        rows[f"ours (TF, tf.function) | {name}"] = profile_ours(args, data, logdir)
-        rows[f"HF transformers (PyTorch) | {name}"] = profile_hf(args, data)
-        for key in list(rows)[-2:]:
-            row = rows[key]
+        for impl, (step, profile) in profilers.items():
+            for b in data[:2]:
+                step(b)  # warm-up (tracing, allocator), outside the profile
+            row = rows[f"{impl} | {name}"] = profile(step, data)
             print(
-                f"  {key}: {row['step_ms']:.0f} ms/step, matrix products "
+                f"  {impl} | {name}: {row['step_ms']:.0f} ms/step, matrix products "
                 f"{100 * row['matmul_share']:.0f}% of op time",
                 flush=True,
             )
