@@ -51,8 +51,9 @@ def small_config(style, **overrides):
 
 
 # The longest files first: under `pytest -n 2` (the README's command; --dist=loadfile and
-# --no-loadscope-reorder in pyproject.toml) each file runs whole on one worker, so the two multi-minute kill -9 chains start at once, one per worker, and
-# the many short files fill in around them instead of leaving one worker alone at the end.
+# --no-loadscope-reorder in pyproject.toml) each file runs whole on one worker, so the two
+# multi-minute kill -9 chains start at once, one per worker, and the many short files fill in
+# around them instead of leaving one worker alone at the end.
 LONGEST_FIRST = ("test_kill_finetuning.py", "test_kill_pretraining.py")
 
 
