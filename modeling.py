@@ -249,6 +249,70 @@ def attention_mask_adder(input_mask, dtype):
     return tf.cast((1.0 - mask) * -10000.0, dtype)
 
 
+class _PaddedTokens:
+    """Token layout [B, S, W]: every position is computed (inference, exports, XLA and TPU)."""
+
+    def pack(self, x):
+        return x
+
+    def to_padded(self, x):
+        return x
+
+    def from_padded(self, x):
+        return x
+
+    def batch_and_length(self, x):
+        shape = tf.shape(x)
+        return shape[0], shape[1]
+
+    def first_tokens(self, x):
+        return x[:, 0, :]
+
+
+class _PackedTokens:
+    """Token layout [N, W]: the N real tokens of a [B, S] batch, row by row, padding left out.
+
+    Embeddings, projections, the feed-forward block and LayerNorm act on each token alone, so
+    they run on the real tokens only; attention, which mixes positions, gets its [B, S, W]
+    queries, keys and values back with zeros at the padding, which the attention mask hides.
+    Real tokens therefore get what the padded layout computes (up to float rounding), for
+    less work the more padding a batch has. Shapes depend on the data, so not under XLA.
+    """
+
+    def __init__(self, input_mask):
+        shape = tf.shape(input_mask)
+        self.batch, self.length = shape[0], shape[1]
+        self.index = tf.cast(tf.where(tf.reshape(input_mask, [-1]) > 0), tf.int32)  # [N, 1]
+        self.positions = self.index[:, 0] % self.length  # [N] position in its sequence
+        # Row of each sequence's first token ([CLS], never padding); clipped for empty rows.
+        starts = tf.math.cumsum(tf.reduce_sum(tf.cast(input_mask > 0, tf.int32), 1), exclusive=True)
+        self.first_rows = tf.minimum(starts, tf.maximum(tf.shape(self.index)[0] - 1, 0))
+
+    def pack(self, x):
+        """[B, S, ...] -> [N, ...]."""
+        flat = tf.reshape(x, tf.concat([[-1], tf.shape(x)[2:]], 0))
+        return tf.gather(flat, self.index[:, 0])
+
+    def to_padded(self, x):
+        """[N, W] -> [B, S, W] with zeros at padding."""
+        width = tf.shape(x)[1]
+        flat = tf.scatter_nd(self.index, x, tf.stack([self.batch * self.length, width]))
+        return tf.reshape(flat, tf.stack([self.batch, self.length, width]))
+
+    def from_padded(self, x):
+        return self.pack(x)
+
+    def batch_and_length(self, x):
+        return self.batch, self.length
+
+    def first_tokens(self, x):
+        """[N, W] -> [B, W]."""
+        return tf.gather(x, self.first_rows)
+
+
+_PADDED = _PaddedTokens()
+
+
 class _VariableFactory:
     """Creates the model's variables under their original names, deterministic given a seed."""
 
@@ -366,6 +430,11 @@ class AlbertModel(tf.Module):
     Call it with int32 `input_ids` [B, S] (plus optional `input_mask`, `segment_ids`); it
     returns a dict with `sequence_output` [B,S,H], `pooled_output` [B,H], `all_encoder_layers`
     (one [B,S,H] per layer) and `embedding_output` ([B,S,E] google, [B,S,H] brightmart).
+
+    With `skip_padding` (the default in training, see `set_skip_padding`) the per-token layers
+    run on the real tokens only (`_PackedTokens`) and the outputs are 0 at padding positions.
+    With `pooled_only` the last layer runs for the first token alone (its other outputs feed
+    nothing but `sequence_output`) and only `pooled_output` is returned: a classifier's path.
     """
 
     def __init__(self, config, style=None, seed=None, name="albert"):
@@ -378,6 +447,7 @@ class AlbertModel(tf.Module):
         self.config = config
         self.style = style
         self.compute_dtype = tf.float32
+        self.skip_padding_in_training = True
         self._factory = _VariableFactory(config.initializer_range, seed)
         self._build_variables()
         self.weights = self._factory.variables  # tracked by tf.Module (SavedModel, checkpoints)
@@ -436,21 +506,37 @@ class AlbertModel(tf.Module):
     def set_compute_dtype(self, dtype):
         self.compute_dtype = tf.as_dtype(dtype)
 
+    def set_skip_padding(self, enabled):
+        """Whether training calls skip padding; off under XLA / TPU, which need static shapes."""
+        self.skip_padding_in_training = bool(enabled)
+
     def _w(self, name):
         return self.weights[name]
 
     # -- forward ------------------------------------------------------------------------------
 
-    def __call__(self, input_ids, input_mask=None, segment_ids=None, training=False):
+    def __call__(
+        self,
+        input_ids,
+        input_mask=None,
+        segment_ids=None,
+        training=False,
+        skip_padding=None,
+        pooled_only=False,
+    ):
         input_ids = tf.convert_to_tensor(input_ids, tf.int32)
-        if input_mask is None:
+        no_mask = input_mask is None
+        if no_mask:
             input_mask = tf.ones_like(input_ids)
         if segment_ids is None:
             segment_ids = tf.zeros_like(input_ids)
         input_mask = tf.cast(input_mask, tf.int32)
         segment_ids = tf.cast(segment_ids, tf.int32)
+        if skip_padding is None:
+            skip_padding = training and self.skip_padding_in_training and not no_mask
+        layout = _PackedTokens(input_mask) if skip_padding else _PADDED
 
-        embedding_output = self.embed(input_ids, segment_ids, training)
+        embedding_output = self.embed(input_ids, segment_ids, training, layout)
         hidden = embedding_output
         if self.style == "google" and self.config.embedding_size != self.config.hidden_size:
             hidden = dense(
@@ -460,36 +546,50 @@ class AlbertModel(tf.Module):
             )
 
         mask_adder = attention_mask_adder(input_mask, tf.float32)
-        all_layers = []
-        for scopes in layer_scopes(self.config, self.style):
-            for scope in scopes:
-                hidden = self._transformer_layer(scope, hidden, mask_adder, training)
-            all_layers.append(tf.cast(hidden, tf.float32))
-
-        sequence_output = all_layers[-1]
-        first_token = sequence_output[:, 0, :]
-        pooled_output = tf.tanh(
-            dense(
-                first_token, self._w("bert/pooler/dense/kernel"), self._w("bert/pooler/dense/bias")
+        layers = layer_scopes(self.config, self.style)
+        if pooled_only:
+            *earlier, last = [scope for scopes in layers for scope in scopes]
+            for scope in earlier:
+                hidden = self._transformer_layer(scope, hidden, mask_adder, training, layout)
+            first_token = self._transformer_layer(
+                last, hidden, mask_adder, training, layout, first_only=True
             )
-        )
+            return {"pooled_output": self._pool(tf.cast(first_token, tf.float32))}
+
+        all_layers = []
+        for scopes in layers:
+            for scope in scopes:
+                hidden = self._transformer_layer(scope, hidden, mask_adder, training, layout)
+            all_layers.append(tf.cast(layout.to_padded(hidden), tf.float32))
+        sequence_output = all_layers[-1]
+        pooled_output = self._pool(sequence_output[:, 0, :])
         return {
             "sequence_output": sequence_output,
             "pooled_output": pooled_output,
             "all_encoder_layers": all_layers,
-            "embedding_output": tf.cast(embedding_output, tf.float32),
+            "embedding_output": tf.cast(layout.to_padded(embedding_output), tf.float32),
         }
 
-    def embed(self, input_ids, segment_ids, training=False):
-        """Word + token-type + position embeddings, LayerNorm and dropout."""
+    def _pool(self, first_token):
+        kernel, bias = self._w("bert/pooler/dense/kernel"), self._w("bert/pooler/dense/bias")
+        return tf.tanh(dense(first_token, kernel, bias))
+
+    def embed(self, input_ids, segment_ids, training=False, layout=_PADDED):
+        """Word + token-type + position embeddings, LayerNorm and dropout (in `layout`)."""
         c = self.config
         seq_length = _check_sequence_length(input_ids, c.max_position_embeddings)
-        words = tf.gather(self._w("bert/embeddings/word_embeddings"), input_ids)
+        position_table = self._w("bert/embeddings/position_embeddings")
+        if layout is _PADDED:
+            positions = position_table[:seq_length][tf.newaxis]
+        else:
+            positions = tf.gather(position_table, layout.positions)
+        words = tf.gather(self._w("bert/embeddings/word_embeddings"), layout.pack(input_ids))
         if self.style == "brightmart":
             words = tf.matmul(words, self._w("bert/embeddings/word_embeddings_2"))
-        types = tf.gather(self._w("bert/embeddings/token_type_embeddings"), segment_ids)
-        positions = self._w("bert/embeddings/position_embeddings")[:seq_length]
-        embeddings = words + types + positions[tf.newaxis]
+        types = tf.gather(
+            self._w("bert/embeddings/token_type_embeddings"), layout.pack(segment_ids)
+        )
+        embeddings = words + types + positions
         embeddings = layer_norm(
             embeddings,
             self._w("bert/embeddings/LayerNorm/gamma"),
@@ -501,14 +601,19 @@ class AlbertModel(tf.Module):
     def _layer_weight(self, scope, role):
         return self._w(layer_variable_name(self.style, scope, role))
 
-    def _transformer_layer(self, scope, x, mask_adder, training):
-        """One transformer block; post-LN (both styles) or brightmart pre-LN."""
+    def _transformer_layer(self, scope, x, mask_adder, training, layout=_PADDED, first_only=False):
+        """One transformer block; post-LN (both styles) or brightmart pre-LN.
+
+        first_only: every token is a key and a value, but only the first token is a query, so
+        the block returns the first token's [B, H] output.
+        """
         w = functools.partial(self._layer_weight, scope)
         drop = self.config.hidden_dropout_prob
         act = _ACTIVATIONS[self.config.hidden_act]
+        residual = layout.first_tokens(x) if first_only else x
 
         def attention_block(inputs):
-            context = self._self_attention(scope, inputs, mask_adder, training)
+            context = self._self_attention(scope, inputs, mask_adder, training, layout, first_only)
             out = dense(context, w("attention_output/kernel"), w("attention_output/bias"))
             return dropout(out, drop, training)
 
@@ -518,37 +623,55 @@ class AlbertModel(tf.Module):
             return dropout(out, drop, training)
 
         if self.config.ln_type == "preln":
-            x = x + attention_block(
+            x = residual + attention_block(
                 layer_norm(x, w("attention_norm/gamma"), w("attention_norm/beta"))
             )
             return x + ffn_block(layer_norm(x, w("ffn_norm/gamma"), w("ffn_norm/beta")))
-        x = layer_norm(x + attention_block(x), w("attention_norm/gamma"), w("attention_norm/beta"))
+        x = layer_norm(
+            residual + attention_block(x), w("attention_norm/gamma"), w("attention_norm/beta")
+        )
         return layer_norm(x + ffn_block(x), w("ffn_norm/gamma"), w("ffn_norm/beta"))
 
-    def _self_attention(self, scope, x, mask_adder, training):
-        """Multi-head scaled dot-product self-attention; returns the [B,S,H] context."""
+    def _self_attention(self, scope, x, mask_adder, training, layout=_PADDED, first_only=False):
+        """Multi-head scaled dot-product self-attention; returns the context in x's layout
+        (first_only: the first tokens' [B, H] context)."""
         c = self.config
         num_heads = c.num_attention_heads
         head_size = c.hidden_size // num_heads
-        batch, seq = tf.shape(x)[0], tf.shape(x)[1]
+        batch, seq = layout.batch_and_length(x)
 
-        def heads(role):  # [B,S,H] -> [B,N,S,D]
-            projected = dense(
-                x,
-                self._layer_weight(scope, f"{role}/kernel"),
-                self._layer_weight(scope, f"{role}/bias"),
-            )
-            projected = tf.reshape(projected, [batch, seq, num_heads, head_size])
+        def project(inputs, role):
+            kernel = self._layer_weight(scope, f"{role}/kernel")
+            return dense(inputs, kernel, self._layer_weight(scope, f"{role}/bias"))
+
+        def heads(projected, length):  # [B,length,H] -> [B,N,length,D]
+            projected = tf.reshape(projected, [batch, length, num_heads, head_size])
             return tf.transpose(projected, [0, 2, 1, 3])
 
-        query, key, value = heads("query"), heads("key"), heads("value")
+        roles = ("key", "value") if first_only else ("query", "key", "value")
+        if layout is _PADDED:
+            projections = [heads(project(x, role), seq) for role in roles]
+        else:
+            # One [N, kH] projection and one copy into the padded layout instead of k.
+            kernel = tf.concat([self._layer_weight(scope, f"{r}/kernel") for r in roles], 1)
+            bias = tf.concat([self._layer_weight(scope, f"{r}/bias") for r in roles], 0)
+            fused = layout.to_padded(dense(x, kernel, bias))
+            fused = tf.reshape(fused, [batch, seq, len(roles), num_heads, head_size])
+            projections = tf.unstack(tf.transpose(fused, [2, 0, 3, 1, 4]))
+        if first_only:
+            query = heads(project(layout.first_tokens(x), "query"), 1)
+            key, value = projections
+        else:
+            query, key, value = projections
         scores = tf.matmul(query, key, transpose_b=True)
         scores = tf.cast(scores, tf.float32) * (1.0 / math.sqrt(head_size)) + mask_adder
         probs = tf.nn.softmax(scores, axis=-1)
         probs = dropout(probs, c.attention_probs_dropout_prob, training)
         context = tf.matmul(tf.cast(probs, x.dtype), value)  # [B,N,S,D]
         context = tf.transpose(context, [0, 2, 1, 3])
-        return tf.reshape(context, [batch, seq, c.hidden_size])
+        if first_only:
+            return tf.reshape(context, [batch, c.hidden_size])
+        return layout.from_padded(tf.reshape(context, [batch, seq, c.hidden_size]))
 
 
 def _check_sequence_length(input_ids, max_position_embeddings):
@@ -618,6 +741,9 @@ class _ModelWithHeads(tf.Module):
     def set_compute_dtype(self, dtype):
         self.encoder.set_compute_dtype(dtype)
 
+    def set_skip_padding(self, enabled):
+        self.encoder.set_skip_padding(enabled)
+
 
 class AlbertForPretraining(_ModelWithHeads):
     """Encoder + the masked-LM and sentence-order heads of the originals' run_pretraining."""
@@ -638,7 +764,11 @@ class AlbertForPretraining(_ModelWithHeads):
     def __call__(
         self, input_ids, input_mask=None, segment_ids=None, masked_lm_positions=None, training=False
     ):
-        outputs = self.encoder(input_ids, input_mask, segment_ids, training=training)
+        # Pretraining batches are nearly full (95% real tokens from create_pretraining_data.py),
+        # where skipping padding costs more than it saves.
+        outputs = self.encoder(
+            input_ids, input_mask, segment_ids, training=training, skip_padding=False
+        )
         result = dict(outputs)
         if masked_lm_positions is not None:
             result["masked_lm_log_probs"] = self.masked_lm_log_probs(
@@ -714,9 +844,10 @@ class AlbertForClassification(_ModelWithHeads):
         self.head_weights = self._heads.variables
 
     def __call__(self, input_ids, input_mask=None, segment_ids=None, training=False):
-        pooled = self.encoder(input_ids, input_mask, segment_ids, training=training)[
-            "pooled_output"
-        ]
+        # Training only: exports and inference keep the encoder graph the fidelity tests cover.
+        pooled = self.encoder(
+            input_ids, input_mask, segment_ids, training=training, pooled_only=training
+        )["pooled_output"]
         return self.logits_from_pooled(pooled, training)
 
     def logits_from_pooled(self, pooled, training=False):

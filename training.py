@@ -608,6 +608,9 @@ class Trainer:
         self.history = []  # one dict per host loop: step, loss, step_losses, examples/s, ...
         self.loss_scale_period = int(loss_scale_period)
         model.set_compute_dtype(compute_dtype(precision))
+        if self.use_xla or isinstance(strategy, tf.distribute.TPUStrategy):
+            # Skipping padding makes data-dependent shapes, which XLA (so TPUs) cannot compile.
+            model.set_skip_padding(False)
 
         self._names = list(model.named_variables())
         self._variables = [model.named_variables()[n] for n in self._names]

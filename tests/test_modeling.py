@@ -12,6 +12,7 @@ import tensorflow as tf
 import checkpoints
 import modeling
 import tokenization
+import training
 from errors import AlbertError
 from tests import conftest
 
@@ -297,6 +298,110 @@ def test_padding_does_not_change_real_tokens():
     padded_mask = tf.constant([[1, 1, 1, 1, 1, 0, 0, 0]], tf.int32)
     padded = model(padded_ids, padded_mask)["sequence_output"]
     np.testing.assert_allclose(padded[:, :5], short, atol=1e-5)
+
+
+def ragged_inputs(seed=0):
+    """A batch with very different lengths, one of a single token, and padding mid-batch."""
+    lengths = np.array([12, 3, 9, 1, 7])
+    rng = np.random.RandomState(seed)
+    mask = (np.arange(12)[None] < lengths[:, None]).astype(np.int32)
+    ids = rng.randint(1, 97, size=mask.shape).astype(np.int32) * mask
+    segments = ((np.arange(12)[None] > lengths[:, None] // 2) * mask).astype(np.int32)
+    return tf.constant(ids), tf.constant(mask), tf.constant(segments)
+
+
+def _gradients(model, loss_of):
+    variables = list(model.named_variables().values())
+    with tf.GradientTape() as tape:
+        loss = loss_of()
+    grads = tape.gradient(loss, variables)
+    return loss, [
+        np.zeros(v.shape) if g is None else tf.convert_to_tensor(g).numpy()
+        for g, v in zip(grads, variables, strict=True)
+    ]
+
+
+SKIP_PADDING_CASES = [("google", {}), ("brightmart", {}), ("brightmart", {"ln_type": "preln"})]
+
+
+@pytest.mark.parametrize("style,overrides", SKIP_PADDING_CASES)
+def test_skip_padding_matches_the_padded_layout(style, overrides):
+    """Real tokens (outputs and gradients) are what the padded layout, itself checked against
+    Hugging Face, computes; padding rows are zero."""
+    model = modeling.AlbertModel(small_config(style, **overrides), seed=6)
+    ids, mask, segments = ragged_inputs()
+    real = tf.cast(mask, tf.float32)[..., None]
+    weights = tf.random.stateless_normal([5, 12, model.config.hidden_size], [1, 2])
+
+    def loss_of(skip_padding):
+        def loss():
+            out = model(ids, mask, segments, skip_padding=skip_padding)
+            loss_of.out = out
+            return tf.reduce_sum(out["sequence_output"] * real * weights)
+
+        return loss
+
+    padded_loss, padded_grads = _gradients(model, loss_of(False))
+    padded = loss_of.out
+    packed_loss, packed_grads = _gradients(model, loss_of(True))
+    packed = loss_of.out
+    for key in ("sequence_output", "embedding_output"):
+        np.testing.assert_allclose(packed[key] * real, padded[key] * real, atol=2e-6)
+        assert np.abs(packed[key] * (1 - real)).max() == 0
+    np.testing.assert_allclose(packed["pooled_output"], padded["pooled_output"], atol=2e-6)
+    np.testing.assert_allclose(packed_loss, padded_loss, rtol=1e-5)
+    for a, b in zip(packed_grads, padded_grads, strict=True):
+        np.testing.assert_allclose(a, b, atol=2e-5 * max(1.0, np.abs(b).max()))
+
+
+@pytest.mark.parametrize("style,overrides", SKIP_PADDING_CASES)
+@pytest.mark.parametrize("skip_padding", [False, True])
+def test_pooled_only_matches_the_full_encoder(style, overrides, skip_padding):
+    """The classifier's training path (last layer for [CLS] alone) gives the logits and the
+    gradients of the full encoder, in both token layouts, in a tf.function with any shape."""
+    model = modeling.AlbertForClassification(small_config(style, **overrides), num_labels=3, seed=7)
+    ids, mask, segments = ragged_inputs(seed=1)
+
+    def loss_of(pooled_only):
+        def loss():
+            out = model.encoder(
+                ids, mask, segments, skip_padding=skip_padding, pooled_only=pooled_only
+            )
+            loss_of.logits = model.logits_from_pooled(out["pooled_output"])
+            return tf.reduce_sum(tf.square(loss_of.logits))
+
+        return loss
+
+    _, full_grads = _gradients(model, loss_of(False))
+    full_logits = loss_of.logits
+    _, grads = _gradients(model, loss_of(True))
+    np.testing.assert_allclose(loss_of.logits, full_logits, atol=2e-6)
+    for a, b in zip(grads, full_grads, strict=True):
+        np.testing.assert_allclose(a, b, atol=2e-5 * max(1.0, np.abs(b).max()))
+
+    # model(training=True) takes this path; without dropout it is the inference output.
+    spec = tf.TensorSpec([None, None], tf.int32)
+    train_call = tf.function(
+        lambda a, b, c: model(a, b, c, training=True), input_signature=[spec] * 3
+    )
+    model.set_skip_padding(skip_padding)
+    no_dropout = model.config.replace(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    model.encoder.config, model.classifier_dropout = no_dropout, 0.0
+    np.testing.assert_allclose(train_call(ids, mask, segments), full_logits, atol=2e-6)
+    np.testing.assert_allclose(
+        train_call(ids[:2, :5], mask[:2, :5], segments[:2, :5]),
+        model(ids[:2, :5], mask[:2, :5], segments[:2, :5]),
+        atol=2e-6,
+    )
+
+
+def test_trainer_keeps_the_padded_layout_under_xla():
+    model = modeling.AlbertForClassification(small_config("google"), num_labels=2, seed=8)
+    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+    training.Trainer(strategy, model, None, None, None)
+    assert model.encoder.skip_padding_in_training
+    training.Trainer(strategy, model, None, None, None, use_xla=True)
+    assert not model.encoder.skip_padding_in_training
 
 
 def test_dropout_only_in_training():
