@@ -7,7 +7,8 @@ one place for:
    "tpu", ...)`. auto = TPU if --use_tpu, multi-worker if TF_CONFIG names several tasks,
    mirrored if there are several GPUs, else one device.
 2. Precision: `compute_dtype("fp32" | "bf16" | "fp16")` for `model.set_compute_dtype`; fp16 gets
-   dynamic loss scaling inside the `Trainer`.
+   dynamic loss scaling inside the `Trainer`. The model skips padding in training (see
+   modeling.AlbertModel) except under XLA or on a TPU, where the Trainer turns it off.
 3. Flags: `define_training_flags` defines the flags every training script shares
    (run_pretraining.py, run_classifier.py, run_ner.py), once.
 4. The loop, `Trainer.train`: `iterations_per_loop` steps run inside ONE tf.function
