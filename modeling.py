@@ -258,9 +258,6 @@ class _PaddedTokens:
     def to_padded(self, x):
         return x
 
-    def from_padded(self, x):
-        return x
-
     def batch_and_length(self, x):
         shape = tf.shape(x)
         return shape[0], shape[1]
@@ -298,9 +295,6 @@ class _PackedTokens:
         width = tf.shape(x)[1]
         flat = tf.scatter_nd(self.index, x, tf.stack([self.batch * self.length, width]))
         return tf.reshape(flat, tf.stack([self.batch, self.length, width]))
-
-    def from_padded(self, x):
-        return self.pack(x)
 
     def batch_and_length(self, x):
         return self.batch, self.length
@@ -671,7 +665,7 @@ class AlbertModel(tf.Module):
         context = tf.transpose(context, [0, 2, 1, 3])
         if first_only:
             return tf.reshape(context, [batch, c.hidden_size])
-        return layout.from_padded(tf.reshape(context, [batch, seq, c.hidden_size]))
+        return layout.pack(tf.reshape(context, [batch, seq, c.hidden_size]))
 
 
 def _check_sequence_length(input_ids, max_position_embeddings):

@@ -2,7 +2,8 @@
 while a checkpoint is being written), each followed by the same command: every checkpoint and
 the final weights equal those of one uninterrupted run (slow: one process start per point).
 
-Its own file so that it can run beside the fine-tuning one (pytest -n 2: files run whole, see tests/conftest.py).
+Its own file so that it can run beside the fine-tuning one (pytest -n 2: files run whole, see
+tests/conftest.py).
 """
 
 import time

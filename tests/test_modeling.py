@@ -310,15 +310,21 @@ def ragged_inputs(seed=0):
     return tf.constant(ids), tf.constant(mask), tf.constant(segments)
 
 
-def _gradients(model, loss_of):
+def _outputs_loss_gradients(model, forward, loss_of):
+    """(forward(), loss_of(forward()), d loss / d every variable: zeros where unused)."""
     variables = list(model.named_variables().values())
     with tf.GradientTape() as tape:
-        loss = loss_of()
+        outputs = forward()
+        loss = loss_of(outputs)
     grads = tape.gradient(loss, variables)
-    return loss, [
-        np.zeros(v.shape) if g is None else tf.convert_to_tensor(g).numpy()
-        for g, v in zip(grads, variables, strict=True)
-    ]
+    return (
+        outputs,
+        loss,
+        [
+            np.zeros(v.shape) if g is None else tf.convert_to_tensor(g).numpy()
+            for g, v in zip(grads, variables, strict=True)
+        ],
+    )
 
 
 SKIP_PADDING_CASES = [("google", {}), ("brightmart", {}), ("brightmart", {"ln_type": "preln"})]
@@ -333,18 +339,15 @@ def test_skip_padding_matches_the_padded_layout(style, overrides):
     real = tf.cast(mask, tf.float32)[..., None]
     weights = tf.random.stateless_normal([5, 12, model.config.hidden_size], [1, 2])
 
-    def loss_of(skip_padding):
-        def loss():
-            out = model(ids, mask, segments, skip_padding=skip_padding)
-            loss_of.out = out
-            return tf.reduce_sum(out["sequence_output"] * real * weights)
+    def run(skip_padding):
+        return _outputs_loss_gradients(
+            model,
+            lambda: model(ids, mask, segments, skip_padding=skip_padding),
+            lambda out: tf.reduce_sum(out["sequence_output"] * real * weights),
+        )
 
-        return loss
-
-    padded_loss, padded_grads = _gradients(model, loss_of(False))
-    padded = loss_of.out
-    packed_loss, packed_grads = _gradients(model, loss_of(True))
-    packed = loss_of.out
+    padded, padded_loss, padded_grads = run(False)
+    packed, packed_loss, packed_grads = run(True)
     for key in ("sequence_output", "embedding_output"):
         np.testing.assert_allclose(packed[key] * real, padded[key] * real, atol=2e-6)
         assert np.abs(packed[key] * (1 - real)).max() == 0
@@ -362,20 +365,20 @@ def test_pooled_only_matches_the_full_encoder(style, overrides, skip_padding):
     model = modeling.AlbertForClassification(small_config(style, **overrides), num_labels=3, seed=7)
     ids, mask, segments = ragged_inputs(seed=1)
 
-    def loss_of(pooled_only):
-        def loss():
-            out = model.encoder(
-                ids, mask, segments, skip_padding=skip_padding, pooled_only=pooled_only
-            )
-            loss_of.logits = model.logits_from_pooled(out["pooled_output"])
-            return tf.reduce_sum(tf.square(loss_of.logits))
+    def run(pooled_only):
+        return _outputs_loss_gradients(
+            model,
+            lambda: model.logits_from_pooled(
+                model.encoder(
+                    ids, mask, segments, skip_padding=skip_padding, pooled_only=pooled_only
+                )["pooled_output"]
+            ),
+            lambda logits: tf.reduce_sum(tf.square(logits)),
+        )
 
-        return loss
-
-    _, full_grads = _gradients(model, loss_of(False))
-    full_logits = loss_of.logits
-    _, grads = _gradients(model, loss_of(True))
-    np.testing.assert_allclose(loss_of.logits, full_logits, atol=2e-6)
+    full_logits, _, full_grads = run(False)
+    logits, _, grads = run(True)
+    np.testing.assert_allclose(logits, full_logits, atol=2e-6)
     for a, b in zip(grads, full_grads, strict=True):
         np.testing.assert_allclose(a, b, atol=2e-5 * max(1.0, np.abs(b).max()))
 
