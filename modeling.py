@@ -765,19 +765,23 @@ class AlbertForPretraining(_ModelWithHeads):
         )
         result = dict(outputs)
         if masked_lm_positions is not None:
-            result["masked_lm_log_probs"] = self.masked_lm_log_probs(
-                outputs["sequence_output"], masked_lm_positions
-            )
+            logits = self.masked_lm_logits(outputs["sequence_output"], masked_lm_positions)
+            result["masked_lm_logits"] = logits
+            result["masked_lm_log_probs"] = tf.nn.log_softmax(logits, axis=-1)
         result["sentence_order_logits"] = self.sentence_order_logits(outputs["pooled_output"])
         return result
 
-    def masked_lm_log_probs(self, sequence_output, positions):
-        """[B,S,H] encoder output, [B,P] positions -> [B,P,V] log-probabilities."""
+    def masked_lm_logits(self, sequence_output, positions):
+        """[B,S,H] encoder output, [B,P] positions -> [B,P,V] logits over the vocabulary."""
         w = self.head_weights
         dtype = self.compute_dtype
         gathered = tf.gather(
             tf.cast(sequence_output, dtype), tf.cast(positions, tf.int32), batch_dims=1
         )
+        # 2-D [B*P, H] products from here: batched [B,P,.] ones would make each weight's
+        # gradient a [B, ...] stack summed over B ([B, V, E] for the word embeddings).
+        batch_and_predictions = tf.shape(gathered)[:2]
+        gathered = tf.reshape(gathered, [-1, gathered.shape[-1]])
         act = _ACTIVATIONS[self.config.hidden_act]
         hidden = act(
             dense(
@@ -802,7 +806,7 @@ class AlbertForPretraining(_ModelWithHeads):
             hidden, tf.cast(embeddings["bert/embeddings/word_embeddings"], dtype), transpose_b=True
         )
         logits = tf.cast(logits, tf.float32) + w["cls/predictions/output_bias"]
-        return tf.nn.log_softmax(logits, axis=-1)
+        return tf.reshape(logits, tf.concat([batch_and_predictions, [logits.shape[-1]]], 0))
 
     def sentence_order_logits(self, pooled_output):
         w = self.head_weights

@@ -86,12 +86,16 @@ def make_loss_fns(model):
             features["masked_lm_positions"],
             training=training,
         )
-        log_probs = outputs["masked_lm_log_probs"]  # [B, P, V]
+        logits = outputs["masked_lm_logits"]  # [B, P, V]
         label_ids = features["masked_lm_ids"]
         label_weights = tf.cast(features["masked_lm_weights"], tf.float32)
-        per_position_loss = -tf.gather(log_probs, label_ids, batch_dims=2)  # [B, P]
+        # -log_softmax(logits)[label] in one fused op: gathering from log-probabilities would
+        # scatter the gradient back into a dense [B, P, V] tensor.
+        per_position_loss = tf.nn.sparse_softmax_cross_entropy_with_logits(
+            labels=label_ids, logits=logits
+        )  # [B, P]
         mlm_correct = tf.cast(
-            tf.equal(tf.argmax(log_probs, -1, output_type=tf.int32), label_ids), tf.float32
+            tf.equal(tf.argmax(logits, -1, output_type=tf.int32), label_ids), tf.float32
         )
 
         sop_logits = outputs["sentence_order_logits"]  # [B, 2]

@@ -161,6 +161,66 @@ def test_pretraining_heads_match_hf(converted, name):
     )
 
 
+def test_pretraining_loss_and_gradients_match_hf(converted):
+    """run_pretraining.py's loss (masked LM from logits + sentence order) and the gradient of
+    every weight against HF AlbertForPreTraining's loss with labels, autograd in PyTorch."""
+    import hf_checkpoint
+    import run_pretraining
+
+    case = converted("google_groups2")
+    model = case["models"][1]
+    hf, _ = _load_hf(transformers.AlbertForPreTraining, case["hf_dir"])
+    ids, mask, segments = u.random_inputs(3, 12, seed=11)
+    positions = np.array([[1, 4, 2, 0], [3, 7, 5, 1], [0, 2, 4, 6]], np.int32)  # distinct per row
+    label_ids = np.random.default_rng(3).integers(1, u.VOCAB_SIZE, positions.shape, np.int32)
+    order = np.array([[0], [1], [1]], np.int32)
+    features = dict(
+        input_ids=ids,
+        input_mask=mask,
+        segment_ids=segments,
+        masked_lm_positions=positions,
+        masked_lm_ids=label_ids,
+        masked_lm_weights=np.ones(positions.shape, np.float32),
+        next_sentence_labels=order,
+    )
+    loss_fn, weights_fn = run_pretraining.make_loss_fns(model)
+    variables = model.named_variables()
+    with tf.GradientTape() as tape:
+        sums, _ = loss_fn(features, training=False)  # no dropout; same graph as training
+        weights = weights_fn(features)
+        loss = sum(sums[key] / weights[key] for key in sums)
+    ours = dict(zip(variables, tape.gradient(loss, list(variables.values())), strict=True))
+
+    labels = np.full(ids.shape, -100, np.int64)
+    np.put_along_axis(labels, positions, label_ids, axis=1)
+    theirs = hf(
+        **_torch_inputs(ids, mask, segments),
+        labels=torch.tensor(labels),
+        sentence_order_label=torch.tensor(order[:, 0], dtype=torch.long),
+    )
+    theirs.loss.backward()
+    hf_parameters = dict(hf.named_parameters())
+    assert float(loss) == pytest.approx(theirs.loss.item(), rel=1e-5)
+    assert float(loss) > 1.0  # a real loss, not a trivially equal 0
+
+    # Float32 rounding of the sums behind each gradient is relative to the model's gradient
+    # scale, not to each tensor's: the key bias's gradient is exactly 0 up to that rounding.
+    floor = 1e-6 * max(np.abs(p.grad.numpy()).max() for p in hf_parameters.values())
+    for name, gradient in ours.items():
+        key, transposed = hf_checkpoint.google_to_hf_name(name)
+        expected = hf_parameters[key].grad.numpy()
+        expected = expected.T if transposed else expected
+        actual = tf.convert_to_tensor(gradient).numpy()
+        if name == "bert/embeddings/word_embeddings":
+            # HF's nn.Embedding(padding_idx=0) gives [PAD] no gradient; the originals (and we)
+            # train it like any row, as the [PAD] inputs at padding positions feed the model.
+            actual, expected = actual[1:], expected[1:]
+        scale = np.abs(expected).max()
+        np.testing.assert_allclose(
+            actual, expected, atol=2e-5 * scale + floor, rtol=0, err_msg=name
+        )
+
+
 @pytest.mark.parametrize("name", [n for n in sorted(CASES) if CASES[n][3]])
 def test_classifier_matches_hf_sequence_classification(converted, name):
     case = converted(name)
