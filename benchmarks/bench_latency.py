@@ -18,8 +18,12 @@ checks its sequence output on the timed input against the TF model's: fp32 runti
 1e-3, int8 ones reported as the largest absolute difference.
 
 Every row: `warmup` untimed calls, then `iterations` timed calls of [batch, seq] full-length
-sequences (mask all ones); p50 / p90 in ms per call, and sequences/s at the p50. Size = bytes on
-disk of what that runtime loads.
+sequences (mask all ones); p50 / p90 in ms per call, and sequences/s at the p50; with
+`--repeats`, every runtime runs that many times, round-robin, and rows give the medians. Size = bytes on
+disk of what that runtime loads. GFLOP/s = the encoder's matrix-product FLOPs per call over the
+p50. Each TFLite and ORT worker also times its runtime's own single matrix product (fp32 or
+int8 weights, [n, n] @ [n, n] for n in PEAK_SIZES, same threads, the fastest call): that
+runtime's matmul peak on this CPU, the ceiling a model's GFLOP/s can approach but not pass.
 
   python benchmarks/bench_latency.py                                   # the README numbers
   python benchmarks/bench_latency.py --models=tiny --batch_sizes=1 --iterations=20   # quick
@@ -49,6 +53,7 @@ RUNTIMES = ("savedmodel", "tflite_fp32", "tflite_int8", "ort_fp32", "ort_int8", 
 ORT_PEER = {"tflite_fp32": "ort_fp32", "tflite_int8": "ort_int8", "savedmodel": "ort_fp32"}
 FP32_TOLERANCE = 1e-3  # sequence output vs the TF model (values are O(1))
 INPUT_NAMES = ("input_ids", "input_mask", "segment_ids")
+PEAK_SIZES = (512, 1024)  # the single matrix products that measure each runtime's peak
 
 
 # ----------------------------------------------------------------------------------------------
@@ -103,7 +108,64 @@ def prepare_model(model_name, shapes, directory):
     to_hf.convert(config, prefix, hf_dir, style="google")
     files["pytorch"] = hf_dir
     files["ort_fp32"], files["ort_int8"] = prepare_onnx(config, hf_dir, directory)
+    files["peak"] = prepare_peak_models(os.path.dirname(directory))
     return files
+
+
+def encoder_flops(config, batch, seq_length):
+    """Matrix-product FLOPs of one encoder call (google style): embedding projection, Q/K/V,
+    attention scores and context, attention output, feed-forward, pooler."""
+    H, E, inner = config["hidden_size"], config["embedding_size"], config["intermediate_size"]
+    per_layer = 2 * seq_length * (4 * H * H + 2 * H * inner) + 2 * 2 * seq_length**2 * H
+    layers = config["num_hidden_layers"] * config.get("inner_group_num", 1) * per_layer
+    projection = 2 * seq_length * E * H if E != H else 0
+    return batch * (projection + layers + 2 * H * H)
+
+
+def prepare_peak_models(directory):
+    """[n, n] @ [n, n] products (n in PEAK_SIZES) for each TFLite and ORT variant, written once:
+    {runtime: {n: path}}. A runtime's fastest matrix product bounds what a model can do in it."""
+    import onnx
+    import tensorflow as tf
+    from onnx import TensorProto, helper
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    import export_tflite
+
+    paths = {}
+    for n in PEAK_SIZES:
+        name = os.path.join(directory, f"peak_{n}")
+        files = {
+            "tflite_fp32": f"{name}_fp32.tflite",
+            "tflite_int8": f"{name}_int8.tflite",
+            "ort_fp32": f"{name}_fp32.onnx",
+            "ort_int8": f"{name}_int8.onnx",
+        }
+        for runtime, path in files.items():
+            paths.setdefault(runtime, {})[n] = path
+        if all(os.path.exists(path) for path in files.values()):
+            continue
+        weight = np.random.default_rng(n).standard_normal((n, n)).astype(np.float32) / n**0.5
+        module = tf.Module()
+        module.weight = tf.Variable(weight)
+        function = tf.function(
+            lambda x, module=module: {"y": tf.matmul(x, module.weight)},
+            input_signature=[tf.TensorSpec([n, n], tf.float32, name="x")],
+        ).get_concrete_function()
+        for runtime, quantize in (("tflite_fp32", "none"), ("tflite_int8", "int8")):
+            with open(files[runtime], "wb") as f:
+                f.write(export_tflite.convert(function, module, quantize))
+        graph = helper.make_graph(
+            [helper.make_node("MatMul", ["x", "weight"], ["y"])],
+            "peak",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [n, n])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [n, n])],
+            [onnx.numpy_helper.from_array(weight, "weight")],
+        )
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        onnx.save(model, files["ort_fp32"])
+        quantize_dynamic(files["ort_fp32"], files["ort_int8"], weight_type=QuantType.QInt8)
+    return paths
 
 
 def prepare_onnx(config, hf_dir, directory):
@@ -285,7 +347,40 @@ def worker(spec):
                 "max_abs_difference": difference,
             }
         )
-    print(json.dumps({"results": results, "peak_rss_mb": peak_rss_mb()}))
+    peak = None
+    if spec.get("peak_path"):  # after the model, so its peak RSS is the model's alone
+        peak = time_peak(spec["runtime"], spec["peak_path"], spec["threads"])
+    print(json.dumps({"results": results, "peak_rss_mb": peak_rss_mb(), "peak_gflops": peak}))
+
+
+def time_peak(runtime, paths, threads, warmup=3, iterations=20):
+    """Best GFLOP/s of the runtime's single [n, n] @ [n, n] products (its fastest call)."""
+    best = 0.0
+    for n, path in paths.items():
+        n = int(n)  # a JSON key in the worker's spec
+        x = np.random.default_rng(1).standard_normal((n, n)).astype(np.float32)
+        if runtime.startswith("ort_"):
+            import onnxruntime
+
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+            session = onnxruntime.InferenceSession(
+                path, options, providers=["CPUExecutionProvider"]
+            )
+
+            def call(session=session, x=x):
+                return session.run(None, {"x": x})
+        else:
+            from ai_edge_litert.interpreter import Interpreter
+
+            runner = Interpreter(model_path=path, num_threads=threads).get_signature_runner()
+
+            def call(runner=runner, x=x):
+                return runner(x=x)
+
+        fastest_ms = min(time_calls(call, warmup, iterations))
+        best = max(best, 2 * n**3 / (fastest_ms * 1e-3) / 1e9)
+    return best
 
 
 def peak_rss_mb():
@@ -329,6 +424,9 @@ def main():
         "--batch_iterations", type=int, default=20, help="timed calls when batch > 1"
     )
     parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="rounds over all runtimes; rows give medians"
+    )
     parser.add_argument("--work_dir", default=None, help="default: a temporary directory")
     parser.add_argument("--output_json", default="/tmp/bench_latency.json")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -355,36 +453,60 @@ def main():
         shapes = [(b, s) for b in batch_sizes for s in seq_lengths]
         files = prepare_model(model_name, shapes, directory)
         print(f"{model_name}: files ready in {time.time() - start:.0f} s", flush=True)
-        for runtime in runtimes:
-            for threads in thread_counts:
-                for batch in batch_sizes:
-                    spec = {
-                        "runtime": runtime,
-                        "path": files[runtime],
-                        "threads": threads,
-                        "shapes": [(batch, s) for s in seq_lengths],
-                        "iterations": args.iterations if batch == 1 else args.batch_iterations,
-                        "warmup": args.warmup if batch == 1 else max(args.warmup // 5, 2),
-                        "config": files["config"],
-                        "reference": files["reference"],
-                    }
-                    measured = run_worker(spec)
-                    for result in measured["results"]:
-                        path = files[runtime]
-                        if isinstance(path, dict):
-                            path = path[shape_key(result["batch"], result["seq_length"])]
-                        rows.append(
-                            {
-                                "model": model_name,
-                                "runtime": runtime,
-                                "threads": threads,
-                                **result,
-                                "size_mb": disk_size(path) / 2**20,
-                                "peak_rss_mb": measured["peak_rss_mb"],
-                            }
-                        )
-                        print(f"done: {rows[-1]}", flush=True)
+        repeats = {}  # (runtime, threads, batch, seq) -> [(result, worker's peaks), ...]
+        # Round-robin over the runtimes, so a slow spell of a shared machine hits them alike.
+        for repeat in range(args.repeats):
+            for runtime in runtimes:
+                for threads in thread_counts:
+                    for batch in batch_sizes:
+                        spec = {
+                            "runtime": runtime,
+                            "path": files[runtime],
+                            "threads": threads,
+                            "shapes": [(batch, s) for s in seq_lengths],
+                            "iterations": args.iterations if batch == 1 else args.batch_iterations,
+                            "warmup": args.warmup if batch == 1 else max(args.warmup // 5, 2),
+                            "config": files["config"],
+                            "reference": files["reference"],
+                            "peak_path": files["peak"].get(runtime),
+                        }
+                        measured = run_worker(spec)
+                        for result in measured["results"]:
+                            key = (runtime, threads, batch, result["seq_length"])
+                            repeats.setdefault(key, []).append((result, measured))
+                            print(f"done ({repeat + 1}/{args.repeats}): {key} "
+                                  f"p50 {result['p50_ms']:.2f} ms", flush=True)  # fmt: skip
+        for (runtime, threads, _, _), measured in repeats.items():
+            rows.append(combine_repeats(model_name, runtime, threads, measured, files))
     report(rows, args)
+
+
+def combine_repeats(model_name, runtime, threads, measured, files):
+    """One row from a runtime's repeats: medians of the p50 / p90 latencies, the largest
+    difference from TF and peak RSS, the best matmul peak (a ceiling)."""
+    results = [result for result, _ in measured]
+    batch, seq_length = results[0]["batch"], results[0]["seq_length"]
+    p50 = statistics.median(r["p50_ms"] for r in results)
+    path = files[runtime]
+    if isinstance(path, dict):
+        path = path[shape_key(batch, seq_length)]
+    peaks = [worker["peak_gflops"] for _, worker in measured if worker["peak_gflops"]]
+    return {
+        "model": model_name,
+        "runtime": runtime,
+        "threads": threads,
+        "batch": batch,
+        "seq_length": seq_length,
+        "p50_ms": p50,
+        "p50_ms_repeats": [r["p50_ms"] for r in results],
+        "p90_ms": statistics.median(r["p90_ms"] for r in results),
+        "sequences_per_s": batch * 1e3 / p50,
+        "max_abs_difference": max(r["max_abs_difference"] for r in results),
+        "size_mb": disk_size(path) / 2**20,
+        "peak_rss_mb": max(worker["peak_rss_mb"] for _, worker in measured),
+        "gflops": encoder_flops(files["config"], batch, seq_length) / (p50 * 1e6),
+        "matmul_peak_gflops": max(peaks) if peaks else None,
+    }
 
 
 def cpu_name():
@@ -393,6 +515,11 @@ def cpu_name():
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     return "unknown CPU"
+
+
+def share_of_peak(row):
+    peak = row.get("matmul_peak_gflops")
+    return f"{100 * row['gflops'] / peak:.0f}%" if peak else "-"
 
 
 def report(rows, args):
@@ -405,14 +532,15 @@ def report(rows, args):
 
     print(
         f"\n{cpu_name()}, {os.cpu_count()} CPUs; {args.iterations} timed calls at batch 1, "
-        f"{args.batch_iterations} at larger batches, after warm-up; random weights, the same in "
-        "every runtime\n"
+        f"{args.batch_iterations} at larger batches, after warm-up; medians of "
+        f"{args.repeats} round(s) over the runtimes; random weights, the same in every runtime\n"
     )
     print(
-        "| model | runtime | threads | batch | seq | p50 ms | p90 ms | seq/s | "
-        "ORT p50 / this | PyTorch p50 / this | max abs diff vs TF | size MB | peak RSS MB |"
+        "| model | runtime | threads | batch | seq | p50 ms | p90 ms | seq/s | GFLOP/s | "
+        "of its matmul peak | ORT p50 / this | PyTorch p50 / this | max abs diff vs TF | "
+        "size MB | peak RSS MB |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in sorted(
         rows,
         key=lambda r: (
@@ -426,10 +554,18 @@ def report(rows, args):
         print(
             f"| albert_{r['model']} | {r['runtime']} | {r['threads']} | {r['batch']} | "
             f"{r['seq_length']} | {r['p50_ms']:.2f} | {r['p90_ms']:.2f} | "
-            f"{r['sequences_per_s']:.1f} | {ratio(r, ORT_PEER.get(r['runtime'], ''))} | "
+            f"{r['sequences_per_s']:.1f} | {r['gflops']:.1f} | {share_of_peak(r)} | "
+            f"{ratio(r, ORT_PEER.get(r['runtime'], ''))} | "
             f"{ratio(r, 'pytorch')} | {r['max_abs_difference']:.1e} | {r['size_mb']:.1f} | "
             f"{r['peak_rss_mb']:.0f} |"
         )
+    peaks = sorted({(r["runtime"], r["threads"], r["matmul_peak_gflops"]) for r in rows
+                    if r.get("matmul_peak_gflops")})  # fmt: skip
+    if peaks:
+        sizes = " and ".join(f"[{n}, {n}] @ [{n}, {n}]" for n in PEAK_SIZES)
+        print(f"\nEach runtime's own matmul peak (fastest call of {sizes}), GFLOP/s:")
+        for runtime, threads, gflops in peaks:
+            print(f"- {runtime}, {threads} thread(s): {gflops:.1f}")
     with open(args.output_json, "w", encoding="utf-8") as f:
         json.dump(
             {
@@ -437,6 +573,7 @@ def report(rows, args):
                 "iterations": args.iterations,
                 "batch_iterations": args.batch_iterations,
                 "warmup": args.warmup,
+                "repeats": args.repeats,
                 "cpu": cpu_name(),
                 "cpu_count": os.cpu_count(),
             },
