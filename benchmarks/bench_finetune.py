@@ -31,19 +31,18 @@ the full epoch; the JSON says so (`steps_timed`).
 """
 
 import argparse
-import glob
 import json
 import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import cpu_kernels  # noqa: E402, F401  # isort: skip  (before TensorFlow: its CPU kernels)
+import op_profile  # noqa: E402  (benchmarks/: this script's directory)
 import tensorflow as tf  # noqa: E402
 
 import classifier_data  # noqa: E402
@@ -271,57 +270,18 @@ def bench_hf(args, features, results):
 
 # ----------------------------------------------------------------------------- 3. profile
 
-TF_MATMUL_TYPES = ("MatMul", "Einsum")  # MatMul, BatchMatMulV2, _MklMatMul, _MklNativeFusedMatMul
 TORCH_MATMUL_OPS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm"}
 TORCH_ATTENTION_PREFIX = "aten::_scaled_dot_product"  # fused: its two matmuls + the softmax
 
 
-def tf_op_seconds(logdir):
-    """{op type: seconds} summed over the TensorFlow op events of a tf.profiler trace."""
-    from tensorflow.tsl.profiler.protobuf import xplane_pb2
-
-    path = sorted(glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True))[-1]
-    space = xplane_pb2.XSpace()
-    with open(path, "rb") as f:
-        space.ParseFromString(f.read())
-    seconds = {}
-    for plane in space.planes:
-        for line in plane.lines:
-            for event in line.events:
-                name = plane.event_metadata[event.metadata_id].name
-                # Ops are "node_name:OpType"; executor and Python events have "::" or spaces.
-                if name.count(":") != 1 or " " in name:
-                    continue
-                op_type = name.split(":")[1]
-                seconds[op_type] = seconds.get(op_type, 0.0) + event.duration_ps * 1e-12
-    return seconds
-
-
-def split_row(op_seconds, is_matmul, steps, wall_seconds):
-    matmul = sum(s for op, s in op_seconds.items() if is_matmul(op))
-    total = sum(op_seconds.values())
-    others = sorted(((s, op) for op, s in op_seconds.items() if not is_matmul(op)), reverse=True)
-    return {
-        "step_ms": 1000 * wall_seconds / steps,
-        "op_ms_per_step": 1000 * total / steps,
-        "matmul_ms_per_step": 1000 * matmul / steps,
-        "matmul_share": matmul / total,
-        "top_other_ops": {op: 1000 * s / steps for s, op in others[:6]},
-    }
-
-
 def profile_ours(step, data):
     """One traced pass of our step over `data` (already warm), split by op type."""
-    logdir = tempfile.mkdtemp(prefix="bench_finetune_trace_")
-    tf.profiler.experimental.start(logdir)
-    start = time.perf_counter()
-    for b in data:
-        step(b)
-    wall = time.perf_counter() - start
-    tf.profiler.experimental.stop()
-    return split_row(
-        tf_op_seconds(logdir), lambda op: any(t in op for t in TF_MATMUL_TYPES), len(data), wall
-    )
+
+    def run():
+        for b in data:
+            step(b)
+
+    return op_profile.profile_tf(run, len(data), prefix="bench_finetune_trace_")
 
 
 def profile_hf(step, data):
@@ -336,7 +296,7 @@ def profile_hf(step, data):
     # Self time: the time inside each op itself, so that aten::linear -> aten::addmm counts once.
     seconds = {e.key: e.self_cpu_time_total * 1e-6 for e in prof.key_averages()}
     seconds = {op: s for op, s in seconds.items() if op.startswith("aten::") and s > 0}
-    return split_row(
+    return op_profile.split_row(
         seconds,
         lambda op: op in TORCH_MATMUL_OPS or op.startswith(TORCH_ATTENTION_PREFIX),
         len(data),

@@ -32,6 +32,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import cpu_kernels  # noqa: E402, F401  # isort: skip  (before TensorFlow: its CPU kernels)
 import numpy as np  # noqa: E402
+import op_profile  # noqa: E402  (benchmarks/: this script's directory)
 import tensorflow as tf  # noqa: E402
 
 import modeling  # noqa: E402
@@ -220,6 +221,12 @@ def main():
     parser.add_argument(
         "--peak_sizes", default="1024,2048,4096", help="square matmul sizes for the peak"
     )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="after timing, trace one window of each of our variants (tf.profiler) and print "
+        "the split between matrix products and the other ops",
+    )
     parser.add_argument("--output", default="/tmp/bench_pretraining.json")
     args = parser.parse_args()
     import torch
@@ -289,6 +296,19 @@ def main():
                 f"{model_name} {variant}: {BATCH / seconds:.1f} seq/s, {tflops:.3f} TFLOP/s",
                 flush=True,
             )
+            if args.profile and variant != "hf_fp32":
+                split = op_profile.profile_tf(
+                    lambda run=runners[variant], n=steps: run(n), steps, "bench_pretraining_trace_"
+                )
+                rows[-1]["profile"] = split
+                others = ", ".join(f"{op} {ms:.0f}" for op, ms in split["top_other_ops"].items())
+                print(
+                    f"  profile, ms per step: wall {split['step_ms']:.0f}, op time "
+                    f"{split['op_ms_per_step']:.0f}, matrix products "
+                    f"{split['matmul_ms_per_step']:.0f} ({100 * split['matmul_share']:.0f}%); "
+                    f"largest others: {others}",
+                    flush=True,
+                )
 
     # The peak is the best the machine did: measured before and after the windows, since a
     # shared machine's slow minute would otherwise inflate the utilisation (seen: 112%).
