@@ -740,7 +740,11 @@ class _ModelWithHeads(tf.Module):
 
 
 class AlbertForPretraining(_ModelWithHeads):
-    """Encoder + the masked-LM and sentence-order heads of the originals' run_pretraining."""
+    """Encoder + the masked-LM and sentence-order heads of the originals' run_pretraining.
+
+    Returns the encoder's outputs, `sentence_order_logits` [B, 2] and, given
+    `masked_lm_positions` [B, P], `masked_lm_logits` and `masked_lm_log_probs` [B, P, V].
+    """
 
     def __init__(self, config, style=None, seed=None, name="albert_pretraining", encoder=None):
         super().__init__(config, style, seed, name, encoder)
