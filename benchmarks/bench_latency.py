@@ -19,8 +19,8 @@ checks its sequence output on the timed input against the TF model's: fp32 runti
 
 Every row: `warmup` untimed calls, then `iterations` timed calls of [batch, seq] full-length
 sequences (mask all ones); p50 / p90 in ms per call, and sequences/s at the p50; with
-`--repeats`, every runtime runs that many times, round-robin, and rows give the medians. Size = bytes on
-disk of what that runtime loads. GFLOP/s = the encoder's matrix-product FLOPs per call over the
+`--repeats`, every runtime runs that many times, round-robin, and rows give the medians. Size =
+bytes on disk of what that runtime loads. GFLOP/s = the encoder's matrix-product FLOPs per call over the
 p50. Each TFLite and ORT worker also times its runtime's own single matrix product (fp32 or
 int8 weights, [n, n] @ [n, n] for n in PEAK_SIZES, same threads, the fastest call): that
 runtime's matmul peak on this CPU, the ceiling a model's GFLOP/s can approach but not pass.
@@ -42,6 +42,7 @@ import tempfile
 import time
 
 import numpy as np
+import op_profile  # (benchmarks/: this script's directory)
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 MODELS = {
@@ -110,16 +111,6 @@ def prepare_model(model_name, shapes, directory):
     files["ort_fp32"], files["ort_int8"] = prepare_onnx(config, hf_dir, directory)
     files["peak"] = prepare_peak_models(os.path.dirname(directory))
     return files
-
-
-def encoder_flops(config, batch, seq_length):
-    """Matrix-product FLOPs of one encoder call (google style): embedding projection, Q/K/V,
-    attention scores and context, attention output, feed-forward, pooler."""
-    H, E, inner = config["hidden_size"], config["embedding_size"], config["intermediate_size"]
-    per_layer = 2 * seq_length * (4 * H * H + 2 * H * inner) + 2 * 2 * seq_length**2 * H
-    layers = config["num_hidden_layers"] * config.get("inner_group_num", 1) * per_layer
-    projection = 2 * seq_length * E * H if E != H else 0
-    return batch * (projection + layers + 2 * H * H)
 
 
 def prepare_peak_models(directory):
@@ -246,10 +237,14 @@ def time_calls(call, warmup, iterations):
     return latencies
 
 
-def tflite_caller(path, threads, inputs):
+def tflite_runner(path, threads):
     from ai_edge_litert.interpreter import Interpreter
 
-    runner = Interpreter(model_path=path, num_threads=threads).get_signature_runner()
+    return Interpreter(model_path=path, num_threads=threads).get_signature_runner()
+
+
+def tflite_caller(path, threads, inputs):
+    runner = tflite_runner(path, threads)
     return lambda: runner(**inputs)["sequence_output"]
 
 
@@ -275,17 +270,19 @@ def hf_inputs(inputs):
     }
 
 
-def ort_caller(path, threads, inputs):
+def ort_session(path, threads):
     import onnxruntime
 
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+
+def ort_caller(path, threads, inputs):
     if getattr(ort_caller, "path", None) != path:
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-        ort_caller.session = onnxruntime.InferenceSession(
-            path, options, providers=["CPUExecutionProvider"]
-        )
+        ort_caller.session = ort_session(path, threads)
         ort_caller.path = path
     session, feed = ort_caller.session, hf_inputs(inputs)
     return lambda: session.run(["last_hidden_state"], feed)[0]
@@ -360,20 +357,12 @@ def time_peak(runtime, paths, threads, warmup=3, iterations=20):
         n = int(n)  # a JSON key in the worker's spec
         x = np.random.default_rng(1).standard_normal((n, n)).astype(np.float32)
         if runtime.startswith("ort_"):
-            import onnxruntime
-
-            options = onnxruntime.SessionOptions()
-            options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-            session = onnxruntime.InferenceSession(
-                path, options, providers=["CPUExecutionProvider"]
-            )
+            session = ort_session(path, threads)
 
             def call(session=session, x=x):
                 return session.run(None, {"x": x})
         else:
-            from ai_edge_litert.interpreter import Interpreter
-
-            runner = Interpreter(model_path=path, num_threads=threads).get_signature_runner()
+            runner = tflite_runner(path, threads)
 
             def call(runner=runner, x=x):
                 return runner(x=x)
@@ -481,6 +470,11 @@ def main():
     report(rows, args)
 
 
+def encoder_and_pooler_flops(config, seq_length):
+    """Matrix-product FLOPs of one sequence through what the timed models compute."""
+    return op_profile.encoder_flops(config, seq_length) + 2 * config["hidden_size"] ** 2
+
+
 def combine_repeats(model_name, runtime, threads, measured, files):
     """One row from a runtime's repeats: medians of the p50 / p90 latencies, the largest
     difference from TF and peak RSS, the best matmul peak (a ceiling)."""
@@ -504,7 +498,7 @@ def combine_repeats(model_name, runtime, threads, measured, files):
         "max_abs_difference": max(r["max_abs_difference"] for r in results),
         "size_mb": disk_size(path) / 2**20,
         "peak_rss_mb": max(worker["peak_rss_mb"] for _, worker in measured),
-        "gflops": encoder_flops(files["config"], batch, seq_length) / (p50 * 1e6),
+        "gflops": batch * encoder_and_pooler_flops(files["config"], seq_length) / (p50 * 1e6),
         "matmul_peak_gflops": max(peaks) if peaks else None,
     }
 

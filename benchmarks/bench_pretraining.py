@@ -21,6 +21,7 @@ this machine's measured dense-matmul peak (TF, square matmuls) in the same dtype
 """
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -49,17 +50,9 @@ SEQ, BATCH, P = 128, 32, 20
 
 def forward_flops_per_sequence(c, seq=SEQ, predictions=P):
     """Matmul FLOPs of one forward pass of ALBERT (google style) + pretraining heads."""
-    H, E, inner, V = c.hidden_size, c.embedding_size, c.intermediate_size, c.vocab_size
-    per_layer = (
-        2 * seq * H * 3 * H  # Q, K, V
-        + 2 * 2 * seq * seq * H  # scores and context
-        + 2 * seq * H * H  # attention output
-        + 2 * 2 * seq * H * inner
-    )  # FFN in and out
-    layers = c.num_hidden_layers * c.inner_group_num * per_layer
-    embedding = 2 * seq * E * H if E != H else 0
-    heads = 2 * H * H + 2 * predictions * (H * E + E * V) + 2 * H * 2
-    return embedding + layers + heads
+    H, E, V = c.hidden_size, c.embedding_size, c.vocab_size
+    heads = 2 * H * H + 2 * predictions * (H * E + E * V) + 2 * H * 2  # pooler, MLM, SOP
+    return op_profile.encoder_flops(c.to_dict(), seq) + heads
 
 
 def synthetic_batch(vocab_size, seed=0):
@@ -298,7 +291,7 @@ def main():
             )
             if args.profile and variant != "hf_fp32":
                 split = op_profile.profile_tf(
-                    lambda run=runners[variant], n=steps: run(n), steps, "bench_pretraining_trace_"
+                    functools.partial(runners[variant], steps), steps, "bench_pretraining_trace_"
                 )
                 rows[-1]["profile"] = split
                 others = ", ".join(f"{op} {ms:.0f}" for op, ms in split["top_other_ops"].items())

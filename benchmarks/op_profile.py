@@ -1,5 +1,6 @@
-"""Where a TensorFlow step's time goes: op time per op type from a tf.profiler trace, split into
-matrix products and everything else (used by bench_finetune.py and bench_pretraining.py)."""
+"""Where a step's time goes: op time per op type from a tf.profiler trace, split into matrix
+products and everything else, and the matrix-product FLOPs of an encoder pass that throughput is
+measured against (used by bench_finetune.py, bench_pretraining.py and bench_latency.py)."""
 
 import glob
 import os
@@ -7,6 +8,22 @@ import tempfile
 import time
 
 TF_MATMUL_TYPES = ("MatMul", "Einsum")  # MatMul, BatchMatMulV2, _MklMatMul, _MklNativeFusedMatMul
+
+
+def encoder_flops(config, seq_length):
+    """Matrix-product FLOPs of one sequence through the encoder (google style; `config` as
+    AlbertConfig.to_dict()): embedding projection, Q/K/V, attention scores and context,
+    attention output, feed-forward. Heads and pooler are the caller's."""
+    H, E, inner = config["hidden_size"], config["embedding_size"], config["intermediate_size"]
+    per_layer = (
+        2 * seq_length * H * 3 * H  # Q, K, V
+        + 2 * 2 * seq_length * seq_length * H  # scores and context
+        + 2 * seq_length * H * H  # attention output
+        + 2 * 2 * seq_length * H * inner  # FFN in and out
+    )
+    layers = config["num_hidden_layers"] * config.get("inner_group_num", 1) * per_layer
+    projection = 2 * seq_length * E * H if E != H else 0
+    return projection + layers
 
 
 def is_tf_matmul(op_type):
