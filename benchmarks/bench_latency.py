@@ -32,6 +32,7 @@ Prints a Markdown table and writes a JSON (--output_json).
 """
 
 import argparse
+import itertools
 import json
 import os
 import pathlib
@@ -442,29 +443,29 @@ def main():
         shapes = [(b, s) for b in batch_sizes for s in seq_lengths]
         files = prepare_model(model_name, shapes, directory)
         print(f"{model_name}: files ready in {time.time() - start:.0f} s", flush=True)
-        repeats = {}  # (runtime, threads, batch, seq) -> [(result, worker's peaks), ...]
+        repeats = {}  # (runtime, threads, batch, seq) -> [(result, its worker's output), ...]
         # Round-robin over the runtimes, so a slow spell of a shared machine hits them alike.
-        for repeat in range(args.repeats):
-            for runtime in runtimes:
-                for threads in thread_counts:
-                    for batch in batch_sizes:
-                        spec = {
-                            "runtime": runtime,
-                            "path": files[runtime],
-                            "threads": threads,
-                            "shapes": [(batch, s) for s in seq_lengths],
-                            "iterations": args.iterations if batch == 1 else args.batch_iterations,
-                            "warmup": args.warmup if batch == 1 else max(args.warmup // 5, 2),
-                            "config": files["config"],
-                            "reference": files["reference"],
-                            "peak_path": files["peak"].get(runtime),
-                        }
-                        measured = run_worker(spec)
-                        for result in measured["results"]:
-                            key = (runtime, threads, batch, result["seq_length"])
-                            repeats.setdefault(key, []).append((result, measured))
-                            print(f"done ({repeat + 1}/{args.repeats}): {key} "
-                                  f"p50 {result['p50_ms']:.2f} ms", flush=True)  # fmt: skip
+        rounds = itertools.product(range(args.repeats), runtimes, thread_counts, batch_sizes)
+        for repeat, runtime, threads, batch in rounds:
+            spec = {
+                "runtime": runtime,
+                "path": files[runtime],
+                "threads": threads,
+                "shapes": [(batch, s) for s in seq_lengths],
+                "iterations": args.iterations if batch == 1 else args.batch_iterations,
+                "warmup": args.warmup if batch == 1 else max(args.warmup // 5, 2),
+                "config": files["config"],
+                "reference": files["reference"],
+                "peak_path": files["peak"].get(runtime),
+            }
+            measured = run_worker(spec)
+            for result in measured["results"]:
+                key = (runtime, threads, batch, result["seq_length"])
+                repeats.setdefault(key, []).append((result, measured))
+                print(
+                    f"done ({repeat + 1}/{args.repeats}): {key} p50 {result['p50_ms']:.2f} ms",
+                    flush=True,
+                )
         for (runtime, threads, _, _), measured in repeats.items():
             rows.append(combine_repeats(model_name, runtime, threads, measured, files))
     report(rows, args)
