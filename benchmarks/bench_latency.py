@@ -36,6 +36,7 @@ import itertools
 import json
 import os
 import pathlib
+import shutil
 import statistics
 import subprocess
 import sys
@@ -271,12 +272,15 @@ def hf_inputs(inputs):
     }
 
 
-def ort_session(path, threads):
+def ort_session(path, threads, profile_prefix=None):
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    if profile_prefix:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile_prefix
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
     return onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
@@ -333,6 +337,8 @@ def worker(spec):
                     f"{spec['runtime']} {key}: sequence output differs from TF's by "
                     f"{difference:.2e} > {FP32_TOLERANCE}: not the same model, nothing timed"
                 )
+        if spec.get("profile"):
+            return profile_worker(spec, call)
         latencies = time_calls(call, spec["warmup"], spec["iterations"])
         p50 = statistics.median(latencies)
         results.append(
@@ -349,6 +355,31 @@ def worker(spec):
     if spec.get("peak_path"):  # after the model, so its peak RSS is the model's alone
         peak = time_peak(spec["runtime"], spec["peak_path"], spec["threads"])
     print(json.dumps({"results": results, "peak_rss_mb": peak_rss_mb(), "peak_gflops": peak}))
+
+
+def profile_worker(spec, call):
+    """Time one shape inside a profiled window; print one JSON line. LiteRT: the parent runs
+    this process under perf, sampling between enable() and disable(); ONNX Runtime: its own
+    profiler (a fresh session with profiling on, so the check and warm-up calls are left out by
+    counting model runs)."""
+    if spec["runtime"].startswith("ort_"):
+        session = ort_session(spec["path"], spec["threads"], spec["profile"])
+        feed = hf_inputs(make_inputs(*spec["shapes"][0], spec["config"]["vocab_size"]))
+
+        def call():
+            return session.run(["last_hidden_state"], feed)
+
+        latencies = time_calls(call, spec["warmup"], spec["iterations"])
+        split = op_profile.ort_node_split(session.end_profiling(), spec["iterations"])
+    else:
+        for _ in range(spec["warmup"]):
+            call()
+        window = op_profile.PerfWindow(spec["profile"])
+        window.enable()
+        latencies = time_calls(call, 0, spec["iterations"])
+        window.disable()
+        split = None  # the parent reads perf's data once this process has exited
+    print(json.dumps({"p50_ms": statistics.median(latencies), "split": split}))
 
 
 def time_peak(runtime, paths, threads, warmup=3, iterations=20):
@@ -383,10 +414,10 @@ def peak_rss_mb():
     return float("nan")
 
 
-def run_worker(spec):
+def run_worker(spec, prefix=()):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     completed = subprocess.run(
-        [sys.executable, __file__, "--worker", json.dumps(spec)],
+        [*prefix, sys.executable, __file__, "--worker", json.dumps(spec)],
         capture_output=True,
         text=True,
         env=env,
@@ -417,6 +448,12 @@ def main():
     parser.add_argument(
         "--repeats", type=int, default=1, help="rounds over all runtimes; rows give medians"
     )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="after timing, profile the TFLite and ORT runtimes at the first batch size and "
+        "sequence length: time per kernel group (TFLite: Linux perf; ORT: its own profiler)",
+    )
     parser.add_argument("--work_dir", default=None, help="default: a temporary directory")
     parser.add_argument("--output_json", default="/tmp/bench_latency.json")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -434,8 +471,11 @@ def main():
     unknown = sorted(set(runtimes) - set(RUNTIMES))
     if unknown:
         parser.error(f"unknown --runtimes {unknown}: use {','.join(RUNTIMES)}")
+    if args.profile and any(r.startswith("tflite") for r in runtimes) and not shutil.which("perf"):
+        parser.error("--profile needs Linux perf for the TFLite runtimes (Debian: apt install "
+                     "linux-perf), or leave tflite_* out of --runtimes")  # fmt: skip
     work_dir = args.work_dir or tempfile.mkdtemp(prefix="bench_latency_")
-    rows = []
+    rows, profiles = [], []
     for model_name in args.models.split(","):
         directory = os.path.join(work_dir, model_name)
         os.makedirs(directory, exist_ok=True)
@@ -468,7 +508,41 @@ def main():
                 )
         for (runtime, threads, _, _), measured in repeats.items():
             rows.append(combine_repeats(model_name, runtime, threads, measured, files))
-    report(rows, args)
+        if args.profile:
+            shape = (batch_sizes[0], seq_lengths[0])
+            for runtime, threads in itertools.product(runtimes, thread_counts):
+                if runtime.startswith(("tflite", "ort")):
+                    split = profile_runtime(runtime, threads, shape, files, args)
+                    profiles.append({"model": model_name, "runtime": runtime,
+                                     "threads": threads, "batch": shape[0],
+                                     "seq_length": shape[1], **split})  # fmt: skip
+    report(rows, profiles, args)
+
+
+def profile_runtime(runtime, threads, shape, files, args):
+    """One profiled worker: p50 inside the profiled window and the time per kernel group."""
+    batch = shape[0]
+    spec = {
+        "runtime": runtime,
+        "path": files[runtime],
+        "threads": threads,
+        "shapes": [shape],
+        "iterations": args.iterations if batch == 1 else args.batch_iterations,
+        "warmup": args.warmup if batch == 1 else max(args.warmup // 5, 2),
+        "config": files["config"],
+        "reference": files["reference"],
+    }
+    with tempfile.TemporaryDirectory(prefix="bench_latency_profile_") as scratch:
+        if runtime.startswith("ort_"):
+            measured = run_worker({**spec, "profile": os.path.join(scratch, "ort")})
+        else:
+            window = op_profile.PerfWindow(scratch)
+            window.make_fifos()
+            data = os.path.join(scratch, "perf.data")
+            measured = run_worker({**spec, "profile": scratch}, prefix=window.command(data))
+            measured["split"] = op_profile.kernel_split(data)
+    print(f"profiled {runtime}, {threads} thread(s): p50 {measured['p50_ms']:.2f} ms", flush=True)
+    return {"p50_ms": measured["p50_ms"], **measured["split"]}
 
 
 def encoder_and_pooler_flops(config, seq_length):
@@ -517,7 +591,7 @@ def share_of_peak(row):
     return f"{100 * row['gflops'] / peak:.0f}%" if peak else "-"
 
 
-def report(rows, args):
+def report(rows, profiles, args):
     p50 = {(r["model"], r["runtime"], r["threads"], r["batch"], r["seq_length"]): r["p50_ms"]
            for r in rows}  # fmt: skip
 
@@ -561,10 +635,13 @@ def report(rows, args):
         print(f"\nEach runtime's own matmul peak (fastest call of {sizes}), GFLOP/s:")
         for runtime, threads, gflops in peaks:
             print(f"- {runtime}, {threads} thread(s): {gflops:.1f}")
+    if profiles:
+        report_profiles(profiles)
     with open(args.output_json, "w", encoding="utf-8") as f:
         json.dump(
             {
                 "rows": rows,
+                "profiles": profiles,
                 "iterations": args.iterations,
                 "batch_iterations": args.batch_iterations,
                 "warmup": args.warmup,
@@ -576,6 +653,24 @@ def report(rows, args):
             indent=1,
         )
     print(f"\nwrote {args.output_json}")
+
+
+def report_profiles(profiles):
+    """Share of each profiled runtime's time per kernel group, and its largest kernels."""
+    print(
+        "\nWhere the time goes (TFLite: CPU samples of Linux perf by XNNPACK kernel; ORT: node "
+        "time of its profiler by op type):\n"
+    )
+    print(f"| model | runtime | threads | batch | seq | p50 ms | {' | '.join(op_profile.GROUPS)} "
+          "| largest |")  # fmt: skip
+    print("|---" * (7 + len(op_profile.GROUPS)) + "|")
+    for p in profiles:
+        shares = " | ".join(f"{100 * p['shares'][g]:.1f}%" for g in op_profile.GROUPS)
+        largest = ", ".join(f"{name} {100 * share:.1f}%" for name, share in p["largest"][:3])
+        print(
+            f"| albert_{p['model']} | {p['runtime']} | {p['threads']} | {p['batch']} | "
+            f"{p['seq_length']} | {p['p50_ms']:.2f} | {shares} | {largest} |"
+        )
 
 
 if __name__ == "__main__":
