@@ -24,9 +24,16 @@ bytes on disk of what that runtime loads. GFLOP/s = the encoder's matrix-product
 p50. Each TFLite and ORT worker also times its runtime's own single matrix product (fp32 or
 int8 weights, [n, n] @ [n, n] for n in PEAK_SIZES, same threads, the fastest call): that
 runtime's matmul peak on this CPU, the ceiling a model's GFLOP/s can approach but not pass.
+With --profile, each TFLite and ORT runtime runs once more at the first batch size and sequence
+length with a profiler on, and a table gives the share of its time per kernel group (matrix
+products, softmax, GELU, ...): LiteRT's XNNPACK kernels from Linux `perf record` samples taken
+only during the timed calls, ORT's nodes from its own profiler (op_profile.py).
 
   python benchmarks/bench_latency.py                                   # the README numbers
   python benchmarks/bench_latency.py --models=tiny --batch_sizes=1 --iterations=20   # quick
+  python benchmarks/bench_latency.py --models=tiny --batch_sizes=1 --seq_lengths=128 \
+      --runtimes=tflite_fp32,tflite_int8,ort_fp32,ort_int8 --iterations=100 --warmup=10 \
+      --repeats=3 --profile                                 # the peak and profile tables
 
 Prints a Markdown table and writes a JSON (--output_json).
 """
