@@ -41,6 +41,7 @@ from absl import logging
 
 import hf_checkpoint
 import modeling
+import ner_data
 from errors import AlbertError, first_line
 
 BEST_CHECKPOINT = "model.ckpt-best"
@@ -447,7 +448,10 @@ def checkpoint_heads(ckpt_path):
     names = checkpoint_variable_names(path)
     num_labels = names["output_weights"][0] if "output_weights" in names else None
     crf = "output_transitions" in names
-    info = read_model_info(os.path.dirname(path)) or {}
+    if is_hf_directory(path):
+        info = hf_model_info(read_hf_directory(path)) or {}
+    else:
+        info = read_model_info(os.path.dirname(path)) or {}
     token_level = crf or bool(num_labels and info.get("task") == TOKEN_CLASSIFICATION)
     tags = tuple(info["labels"]) if token_level and info.get("labels") else None
     if tags is not None and len(tags) != num_labels:
@@ -464,6 +468,22 @@ def checkpoint_heads(ckpt_path):
         tags=tags,
         tag_scheme=info.get("tag_scheme") if tags else None,
     )
+
+
+def hf_model_info(checkpoint):
+    """What a model_info.json would say of an HF classifier (hf_checkpoint.HFCheckpoint): its
+    task and, when config.json names them (not HF's LABEL_0, LABEL_1, ...), its labels; a
+    token classifier's tags also need a scheme they fit. None for other models."""
+    if not checkpoint.num_labels:
+        return None
+    names = [checkpoint.id2label[i] for i in range(checkpoint.num_labels)]
+    if "token_classification" in checkpoint.heads:
+        scheme = ner_data.scheme_of(names)
+        info = {"task": TOKEN_CLASSIFICATION, "use_crf": False, "units": "char"}
+        return dict(info, labels=names, tag_scheme=scheme) if scheme else info
+    if names == [f"LABEL_{i}" for i in range(len(names))]:
+        return {"task": "classification"}
+    return {"task": "classification", "labels": names, "label_names": names}
 
 
 def label_names(ckpt_path):

@@ -79,6 +79,12 @@ def convert(hf_dir, output_dir, style="google", vocab_file=None):
     vocab_copy = os.path.join(output_dir, "vocab.txt")
     if os.path.abspath(vocab_file) != os.path.abspath(vocab_copy):
         shutil.copyfile(vocab_file, vocab_copy)
+    info = checkpoints.hf_model_info(checkpoint)
+    if info:  # a classifier: its task (token or sequence) and label names travel with it
+        do_lower_case = checkpoint.do_lower_case
+        info = dict(info, style="google", source=os.path.abspath(hf_dir),
+                    do_lower_case=True if do_lower_case is None else do_lower_case)  # fmt: skip
+        checkpoints.write_model_info(output_dir, config, vocab_copy, info)
     verify_loads(config, prefix)
     return {
         "output_dir": output_dir,

@@ -104,6 +104,14 @@ def is_scheme_tag(tag, scheme):
     return tag == OUTSIDE or (prefix in SCHEMES[scheme] and bool(entity_type))
 
 
+def scheme_of(tags):
+    """The first scheme of BIO, BIOES, BMES that every tag belongs to (BIO tags are BIOES tags
+    too), or None when some tag fits none or there is no entity tag at all (e.g. HF's LABEL_0)."""
+    if not any(tag != OUTSIDE for tag in tags):
+        return None
+    return next((s for s in SCHEMES if all(is_scheme_tag(t, s) for t in tags)), None)
+
+
 def tag_list_from_labels(labels, scheme="BIO"):
     """Validate a user label list (--labels): every tag of the scheme for its types, once.
 

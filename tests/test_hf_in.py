@@ -54,6 +54,7 @@ SIZES = {
     ),
 }
 LABELS = {0: "negative", 1: "neutral", 2: "positive"}
+NER_TAGS = {0: "O", 1: "B-PER", 2: "I-PER", 3: "B-LOC", 4: "I-LOC"}
 
 # name -> (size, HF class, config overrides, how it is saved)
 CASES = {
@@ -70,6 +71,12 @@ CASES = {
         "AlbertForTokenClassification",
         {"num_labels": 5},
         "bin_shards",
+    ),
+    "ner_tiny_named_tags": (
+        "tiny",
+        "AlbertForTokenClassification",
+        {"id2label": NER_TAGS},
+        "safetensors",
     ),
     # A bare AlbertModel (keys without `albert.`), groups 1 and 3 used by no layer, E == H.
     "model_tiny_unused_groups": (
@@ -171,6 +178,35 @@ def test_outputs_match_hf_pytorch(hf_case, name):
         sequence = our_encoded["sequence_output"].numpy()
         logits = sequence @ head["output_weights"].T + head["output_bias"]
         _close(hf_out.logits.numpy(), logits)
+
+
+def test_classifier_task_and_labels_travel_with_the_model(hf_case):
+    # Read straight from the HF directory or from the converted TF directory (its
+    # model_info.json), a token classifier is a token classifier and keeps its tag names.
+    named = hf_case("ner_tiny_named_tags")
+    for path in (str(named["hf_dir"]), named["out"]):
+        heads = checkpoints.checkpoint_heads(path)
+        assert (heads.token_level, heads.num_labels, heads.crf) == (True, 5, False), path
+        assert heads.tags == tuple(NER_TAGS.values()) and heads.tag_scheme == "BIO", path
+    with open(os.path.join(named["out"], checkpoints.MODEL_INFO_FILE), encoding="utf-8") as f:
+        info = json.load(f)
+    assert (info["task"], info["labels"], info["tag_scheme"]) == (
+        checkpoints.TOKEN_CLASSIFICATION,
+        list(NER_TAGS.values()),
+        "BIO",
+    )
+    # HF's placeholder names (LABEL_0, ...) fit no tag scheme: token level, tags unknown.
+    unnamed = hf_case("token_classifier_tiny_bin_shards")
+    for path in (str(unnamed["hf_dir"]), unnamed["out"]):
+        heads = checkpoints.checkpoint_heads(path)
+        assert (heads.token_level, heads.tags, heads.tag_scheme) == (True, None, None), path
+    classifier = hf_case("classifier_tiny_shards")
+    for path in (str(classifier["hf_dir"]), classifier["out"]):
+        assert not checkpoints.checkpoint_heads(path).token_level, path
+        assert checkpoints.label_names(path) == list(LABELS.values()), path
+    assert not os.path.exists(
+        os.path.join(hf_case("pretraining_tiny")["out"], checkpoints.MODEL_INFO_FILE)
+    )
 
 
 def test_summaries_name_the_heads_and_labels(hf_case):

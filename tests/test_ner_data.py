@@ -550,3 +550,20 @@ def test_conll_output_keeps_every_line(tmp_path):
         "海 I-LOC",
         "",
     ]
+
+
+@pytest.mark.parametrize(
+    "tags, scheme",
+    [
+        (["O", "B-PER", "I-PER"], "BIO"),
+        (["O", "B-PER", "I-PER", "E-PER", "S-PER"], "BIOES"),
+        (["O", "S-LOC", "B-LOC", "E-LOC"], "BIOES"),
+        (["O", "B-LOC", "M-LOC", "E-LOC", "S-LOC"], "BMES"),
+        (["LABEL_0", "LABEL_1"], None),  # HF's placeholder names
+        (["O"], None),  # no entity tag
+        (["O", "B-PER", "X-PER"], None),
+        (["O", "PER"], None),
+    ],
+)
+def test_scheme_of_names_the_smallest_scheme_every_tag_fits(tags, scheme):
+    assert ner_data.scheme_of(tags) == scheme
