@@ -846,9 +846,10 @@ class AlbertForClassification(_ModelWithHeads):
         self.head_weights = self._heads.variables
 
     def __call__(self, input_ids, input_mask=None, segment_ids=None, training=False):
-        # Training only: exports and inference keep the encoder graph the fidelity tests cover.
+        # The last layer for [CLS] alone (pooled_only), in training, inference and exports:
+        # the logits are the full encoder's (tests/test_modeling.py, tests/test_hf_parity.py).
         pooled = self.encoder(
-            input_ids, input_mask, segment_ids, training=training, pooled_only=training
+            input_ids, input_mask, segment_ids, training=training, pooled_only=True
         )["pooled_output"]
         return self.logits_from_pooled(pooled, training)
 

@@ -360,8 +360,9 @@ def test_skip_padding_matches_the_padded_layout(style, overrides):
 @pytest.mark.parametrize("style,overrides", SKIP_PADDING_CASES)
 @pytest.mark.parametrize("skip_padding", [False, True])
 def test_pooled_only_matches_the_full_encoder(style, overrides, skip_padding):
-    """The classifier's training path (last layer for [CLS] alone) gives the logits and the
-    gradients of the full encoder, in both token layouts, in a tf.function with any shape."""
+    """The classifier's path (last layer for [CLS] alone, in training, inference and exports)
+    gives the logits and the gradients of the full encoder, in both token layouts, in a
+    tf.function with any shape."""
     model = modeling.AlbertForClassification(small_config(style, **overrides), num_labels=3, seed=7)
     ids, mask, segments = ragged_inputs(seed=1)
 
@@ -379,6 +380,7 @@ def test_pooled_only_matches_the_full_encoder(style, overrides, skip_padding):
     full_logits, _, full_grads = run(False)
     logits, _, grads = run(True)
     np.testing.assert_allclose(logits, full_logits, atol=2e-6)
+    np.testing.assert_allclose(model(ids, mask, segments), full_logits, atol=2e-6)  # inference
     for a, b in zip(grads, full_grads, strict=True):
         np.testing.assert_allclose(a, b, atol=2e-5 * max(1.0, np.abs(b).max()))
 
