@@ -4,6 +4,11 @@ For each config and batch size, both implementations run the same encoder (rando
 same shapes: sequence_output + pooled_output) on the same number of CPU threads; each mode is
 repeated and the median sequences/second is reported, with the ratio ours / HF.
 
+Classifier modes time what serving a sentence-pair classifier costs (2 labels, tf.function):
+`classifier` is modeling.AlbertForClassification as inference and the exports run it (the last
+layer for [CLS] alone), `classifier_all_positions` the same logits from the full encoder's
+pooled output, and `hf_classifier` HF's AlbertForSequenceClassification, their peer.
+
 Usage:
   python benchmarks/bench_inference.py \
       --configs=configs/albert_config_tiny_google.json,configs/google_albert_base_zh.json \
@@ -38,7 +43,14 @@ flags.DEFINE_float(
     "min_repeat_seconds", 1.0, "Each repeat runs whole calls until at least this long has passed."
 )
 flags.DEFINE_integer("threads", None, "CPU threads for TF (intra-op) and torch; default: all.")
-flags.DEFINE_list("modes", ["eager", "tf_function", "xla", "hf_torch"], "What to time.")
+flags.DEFINE_list(
+    "modes",
+    ["eager", "tf_function", "xla", "hf_torch"],
+    "What to time: eager, tf_function, xla, hf_torch (encoders); classifier, "
+    "classifier_all_positions, hf_classifier (2-label classifiers).",
+)
+HF_MODES = ("hf_torch", "hf_classifier")
+PEER = {"classifier": "hf_classifier", "classifier_all_positions": "hf_classifier"}
 flags.DEFINE_string("output_json", "/tmp/albert_bench/bench_inference.json", "Results file.")
 flags.DEFINE_bool(
     "omp_passive",
@@ -110,24 +122,42 @@ def ours_runner(encoder, mode, ids, mask, segments):
     return run_once
 
 
-def hf_runner(config, ids, mask, segments):
-    """A no-argument callable running transformers' AlbertModel (PyTorch) on the same shapes."""
+def classifier_runner(classifier, mode, ids, mask, segments):
+    """A no-argument callable computing our classifier's logits in a tf.function."""
+    import tensorflow as tf
+
+    def logits(input_ids, input_mask, segment_ids):
+        if mode == "classifier":
+            return classifier(input_ids, input_mask, segment_ids)
+        pooled = classifier.encoder(input_ids, input_mask, segment_ids)["pooled_output"]
+        return classifier.logits_from_pooled(pooled)
+
+    logits = tf.function(logits)
+    inputs = [tf.constant(x) for x in (ids, mask, segments)]
+    return lambda: logits(*inputs).numpy()
+
+
+def hf_runner(config, ids, mask, segments, mode="hf_torch"):
+    """A no-argument callable running transformers' AlbertModel (or, for hf_classifier, a
+    2-label AlbertForSequenceClassification) in PyTorch on the same shapes."""
     import torch
     import transformers
 
     import hf_checkpoint
 
+    classifier = mode == "hf_classifier"
+    architecture = "AlbertForSequenceClassification" if classifier else "AlbertModel"
     values = hf_checkpoint.hf_config_dict(
         config,
         config.embedding_size,
         config.num_hidden_groups,
         config.inner_group_num,
-        None,
-        ["AlbertModel"],
+        2 if classifier else None,
+        [architecture],
     )
     if config.style == "brightmart":  # what the converter writes for brightmart models
         values.update(embedding_size=config.hidden_size, num_hidden_groups=1, inner_group_num=1)
-    model = transformers.AlbertModel(transformers.AlbertConfig(**values)).eval()
+    model = getattr(transformers, architecture)(transformers.AlbertConfig(**values)).eval()
     inputs = dict(
         input_ids=torch.tensor(ids, dtype=torch.long),
         attention_mask=torch.tensor(mask, dtype=torch.long),
@@ -136,7 +166,8 @@ def hf_runner(config, ids, mask, segments):
 
     def run_once():
         with torch.inference_mode():
-            return model(**inputs).last_hidden_state.numpy()
+            outputs = model(**inputs)
+            return (outputs.logits if classifier else outputs.last_hidden_state).numpy()
 
     return run_once, model.config._attn_implementation
 
@@ -147,6 +178,7 @@ def benchmark_config(config_file, batch_sizes):
     config = modeling.AlbertConfig.from_json_file(config_file)
     style = config.style or "google"
     encoder = modeling.AlbertModel(config, style=style, seed=0)
+    classifier = modeling.AlbertForClassification(config, 2, style=style, seed=0, encoder=encoder)
     rows = []
     for batch_size in batch_sizes:
         ids, mask, segments = random_batch(batch_size, FLAGS.seq_length, config.vocab_size)
@@ -158,9 +190,11 @@ def benchmark_config(config_file, batch_sizes):
             "modes": {},
         }
         for mode in FLAGS.modes:
-            if mode == "hf_torch":
-                run_once, attention = hf_runner(config, ids, mask, segments)
+            if mode in HF_MODES:
+                run_once, attention = hf_runner(config, ids, mask, segments, mode)
                 row["hf_attention"] = attention
+            elif mode.startswith("classifier"):
+                run_once = classifier_runner(classifier, mode, ids, mask, segments)
             else:
                 run_once = ours_runner(encoder, mode, ids, mask, segments)
             rates, first_call_s = time_calls(
@@ -185,16 +219,16 @@ def benchmark_config(config_file, batch_sizes):
 
 def markdown_table(rows):
     modes = FLAGS.modes
-    ours = [m for m in modes if m != "hf_torch"]
+    # Each of our modes against its HF peer (the encoder's or the classifier's), when timed.
+    ratios = [(m, PEER.get(m, "hf_torch")) for m in modes if m not in HF_MODES]
+    ratios = [(m, peer) for m, peer in ratios if peer in modes]
     header = ["config", "batch"] + [f"{m} seq/s" for m in modes]
-    if "hf_torch" in modes:
-        header += [f"{m}/HF" for m in ours]
+    header += [f"{m}/{peer}" for m, peer in ratios]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         medians = {m: row["modes"][m]["median_seq_per_s"] for m in modes}
         cells = [row["config"], str(row["batch_size"])] + [f"{medians[m]:.1f}" for m in modes]
-        if "hf_torch" in modes:
-            cells += [f"{medians[m] / medians['hf_torch']:.2f}x" for m in ours]
+        cells += [f"{medians[m] / medians[peer]:.2f}x" for m, peer in ratios]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
