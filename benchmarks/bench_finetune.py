@@ -270,9 +270,6 @@ def bench_hf(args, features, results):
 
 # ----------------------------------------------------------------------------- 3. profile
 
-TORCH_MATMUL_OPS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm"}
-TORCH_ATTENTION_PREFIX = "aten::_scaled_dot_product"  # fused: its two matmuls + the softmax
-
 
 def profile_ours(step, data):
     """One traced pass of our step over `data` (already warm), split by op type."""
@@ -286,22 +283,12 @@ def profile_ours(step, data):
 
 def profile_hf(step, data):
     """One torch.profiler pass of HF's step over `data` (already warm), split by aten op."""
-    import torch
 
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-        start = time.perf_counter()
+    def run():
         for b in data:
             step(b)
-        wall = time.perf_counter() - start
-    # Self time: the time inside each op itself, so that aten::linear -> aten::addmm counts once.
-    seconds = {e.key: e.self_cpu_time_total * 1e-6 for e in prof.key_averages()}
-    seconds = {op: s for op, s in seconds.items() if op.startswith("aten::") and s > 0}
-    return op_profile.split_row(
-        seconds,
-        lambda op: op in TORCH_MATMUL_OPS or op.startswith(TORCH_ATTENTION_PREFIX),
-        len(data),
-        wall,
-    )
+
+    return op_profile.profile_torch(run, len(data))
 
 
 def bench_profile(args, features, results):

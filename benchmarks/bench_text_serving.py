@@ -19,6 +19,7 @@ batches, median of `--repeats` passes). The scripts it builds on run as subproce
 
   python benchmarks/bench_text_serving.py                          # the README numbers
   python benchmarks/bench_text_serving.py --calls=20 --batches=3   # a quick check
+  python benchmarks/bench_text_serving.py --profile   # also where a batch-1 call's time goes
 
 Prints a Markdown table and the CPU (lscpu), and writes a JSON (--output_json).
 """
@@ -34,6 +35,7 @@ import tempfile
 import time
 
 import numpy as np
+import op_profile  # (benchmarks/: this script's directory)
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 DATA_DIR = pathlib.Path(os.environ.get("ALBERT_ZH_DATA", REPO_ROOT.parent / "shared" / "data"))
@@ -46,6 +48,7 @@ NAMES = {
     "hf": "HF `BertTokenizerFast` + `AlbertForSequenceClassification` (PyTorch)",
 }
 CHECK_PAIRS = 64
+PROFILED_CALLS = 50  # batch-1 calls traced by --profile
 
 
 def run(argv):
@@ -242,6 +245,18 @@ def worker(spec):
             first = (repeat * spec["batches"] + b) * batch % (len(pairs) - batch)
             probabilities(texts_a[first : first + batch], texts_b[first : first + batch])
         rates.append(spec["batches"] * batch / (time.perf_counter() - start))
+    split = None
+    if spec.get("profile"):  # after the timing, so the profiler does not touch it
+        calls = range(spec["warmup"], spec["warmup"] + PROFILED_CALLS)
+
+        def run():
+            for i in calls:
+                one(i)
+
+        if spec["runtime"] == "hf":
+            split = op_profile.profile_torch(run, PROFILED_CALLS)
+        else:
+            split = op_profile.profile_tf(run, PROFILED_CALLS, prefix="bench_text_trace_")
     print(
         json.dumps(
             {
@@ -249,6 +264,7 @@ def worker(spec):
                 "p90_ms": float(np.percentile(latencies, 90)),
                 "pairs_per_s": statistics.median(rates),
                 "rates": rates,
+                "batch1_profile": split,
             }
         )
     )
@@ -284,6 +300,12 @@ def main():
     parser.add_argument("--calls", type=int, default=200, help="timed batch-1 calls")
     parser.add_argument("--batches", type=int, default=20, help="batches of 32 per pass")
     parser.add_argument("--repeats", type=int, default=3, help="passes; the median is reported")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help=f"after timing, profile {PROFILED_CALLS} batch-1 calls of each runtime (TF: "
+        "tf.profiler, HF: torch.profiler) and print where a call's time goes",
+    )
     parser.add_argument("--work_dir", default=None, help="default: a temporary directory")
     parser.add_argument("--output_json", default="/tmp/bench_text_serving.json")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -318,7 +340,7 @@ def measure(paths, args):
         raise SystemExit("the runtimes disagree: not timing them")
     print(f"probabilities spread over pairs: std {reference[:, 1].std():.3f}")
 
-    timing = {"mode": "time", "warmup": args.warmup, "calls": args.calls}
+    timing = {"mode": "time", "warmup": args.warmup, "calls": args.calls, "profile": args.profile}
     timing.update(batches=args.batches, repeats=args.repeats)
     results = {}
     for runtime in RUNTIMES:
@@ -348,6 +370,20 @@ def report(results, differences, args):
             f"{hf['p50_ms'] / r['p50_ms']:.2f}x | {r['pairs_per_s']:.1f} | "
             f"{r['pairs_per_s'] / hf['pairs_per_s']:.2f}x | {differences[runtime]:.1e} |"
         )
+    if args.profile:
+        print(
+            f"\nOne batch-1 call, ms ({PROFILED_CALLS} profiled calls; op time: TF ops or HF's "
+            "aten ops, so HF's Python tokenizer is in the call but not in its op time):\n"
+        )
+        print("| runtime | call | op time | matrix products | largest other ops |")
+        print("|---|---|---|---|---|")
+        for runtime in RUNTIMES:
+            p = results[runtime]["batch1_profile"]
+            others = ", ".join(f"{op} {ms:.2f}" for op, ms in list(p["top_other_ops"].items())[:4])
+            print(
+                f"| {NAMES[runtime]} | {p['step_ms']:.2f} | {p['op_ms_per_step']:.2f} | "
+                f"{p['matmul_ms_per_step']:.2f} ({100 * p['matmul_share']:.0f}%) | {others} |"
+            )
     with open(args.output_json, "w", encoding="utf-8") as f:
         json.dump({"results": results, "differences": differences, "cpu": cpu}, f, indent=1)
     print(f"\nwrote {args.output_json}")

@@ -71,6 +71,28 @@ def split_row(op_seconds, is_matmul, steps, wall_seconds):
     }
 
 
+TORCH_MATMUL_OPS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm"}
+TORCH_ATTENTION_PREFIX = "aten::_scaled_dot_product"  # fused: its two matmuls + the softmax
+
+
+def is_torch_matmul(op):
+    return op in TORCH_MATMUL_OPS or op.startswith(TORCH_ATTENTION_PREFIX)
+
+
+def profile_torch(run, steps):
+    """torch.profiler over `run()` (already warm; `steps` steps), split_row by aten op. Self
+    time: the time inside each op itself, so that aten::linear -> aten::addmm counts once."""
+    import torch
+
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        start = time.perf_counter()
+        run()
+        wall = time.perf_counter() - start
+    seconds = {e.key: e.self_cpu_time_total * 1e-6 for e in prof.key_averages()}
+    seconds = {op: s for op, s in seconds.items() if op.startswith("aten::") and s > 0}
+    return split_row(seconds, is_torch_matmul, steps, wall)
+
+
 def profile_tf(run, steps, prefix="bench_trace_"):
     """Trace `run()` (already warm; it does `steps` steps) with tf.profiler; split_row of it."""
     import tensorflow as tf
