@@ -117,7 +117,7 @@ def test_xnnpack_kernels_fall_in_their_groups(symbol, group):
     assert op_profile.kernel_group(symbol) == group
 
 
-def test_ort_profile_split_counts_only_the_last_runs():
+def test_ort_profile_split_counts_only_the_last_runs(tmp_path):
     import numpy as np
     import onnx
     import onnxruntime
@@ -134,6 +134,7 @@ def test_ort_profile_split_counts_only_the_last_runs():
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     options = onnxruntime.SessionOptions()
     options.enable_profiling = True
+    options.profile_file_prefix = str(tmp_path / "ort")  # not in the working directory
     session = onnxruntime.InferenceSession(model.SerializeToString(), options)
     # Two slow calls on a large batch, then three fast ones: a split of the last three runs
     # must not see the first two.
