@@ -476,14 +476,21 @@ def hf_model_info(checkpoint):
     token classifier's tags also need a scheme they fit. None for other models."""
     if not checkpoint.num_labels:
         return None
-    names = [checkpoint.id2label[i] for i in range(checkpoint.num_labels)]
+    names = hf_label_names(checkpoint)
     if "token_classification" in checkpoint.heads:
-        scheme = ner_data.scheme_of(names)
+        scheme = ner_data.scheme_of(names) if names else None
         info = {"task": TOKEN_CLASSIFICATION, "use_crf": False, "units": "char"}
         return dict(info, labels=names, tag_scheme=scheme) if scheme else info
-    if names == [f"LABEL_{i}" for i in range(len(names))]:
+    if not names:
         return {"task": "classification"}
     return {"task": "classification", "labels": names, "label_names": names}
+
+
+def hf_label_names(checkpoint):
+    """An HF classifier's label names by id from config.json's id2label, or None when they are
+    HF's placeholders (LABEL_0, LABEL_1, ...), which say nothing."""
+    names = [checkpoint.id2label[i] for i in range(checkpoint.num_labels)]
+    return None if names == [f"LABEL_{i}" for i in range(len(names))] else names
 
 
 def label_names(ckpt_path):
@@ -498,9 +505,7 @@ def label_names(ckpt_path):
     if not num_labels:
         return None
     if is_hf_directory(path):
-        id2label = read_hf_directory(path).id2label
-        names = [id2label[i] for i in range(num_labels)]
-        return None if names == [f"LABEL_{i}" for i in range(num_labels)] else names
+        return hf_label_names(read_hf_directory(path))
     info = read_model_info(os.path.dirname(path) or ".") or {}
     names = info.get("label_names")
     return list(names) if names and len(names) == num_labels else None
