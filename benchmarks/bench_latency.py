@@ -345,7 +345,7 @@ def worker(spec):
                     f"{difference:.2e} > {FP32_TOLERANCE}: not the same model, nothing timed"
                 )
         if spec.get("profile"):
-            return profile_worker(spec, call)
+            return profile_worker(spec, call, inputs)
         latencies = time_calls(call, spec["warmup"], spec["iterations"])
         p50 = statistics.median(latencies)
         results.append(
@@ -364,14 +364,14 @@ def worker(spec):
     print(json.dumps({"results": results, "peak_rss_mb": peak_rss_mb(), "peak_gflops": peak}))
 
 
-def profile_worker(spec, call):
+def profile_worker(spec, call, inputs):
     """Time one shape inside a profiled window; print one JSON line. LiteRT: the parent runs
     this process under perf, sampling between enable() and disable(); ONNX Runtime: its own
     profiler (a fresh session with profiling on, so the check and warm-up calls are left out by
     counting model runs)."""
     if spec["runtime"].startswith("ort_"):
         session = ort_session(spec["path"], spec["threads"], spec["profile"])
-        feed = hf_inputs(make_inputs(*spec["shapes"][0], spec["config"]["vocab_size"]))
+        feed = hf_inputs(inputs)
 
         def call():
             return session.run(["last_hidden_state"], feed)
@@ -494,18 +494,8 @@ def main():
         # Round-robin over the runtimes, so a slow spell of a shared machine hits them alike.
         rounds = itertools.product(range(args.repeats), runtimes, thread_counts, batch_sizes)
         for repeat, runtime, threads, batch in rounds:
-            spec = {
-                "runtime": runtime,
-                "path": files[runtime],
-                "threads": threads,
-                "shapes": [(batch, s) for s in seq_lengths],
-                "iterations": args.iterations if batch == 1 else args.batch_iterations,
-                "warmup": args.warmup if batch == 1 else max(args.warmup // 5, 2),
-                "config": files["config"],
-                "reference": files["reference"],
-                "peak_path": files["peak"].get(runtime),
-            }
-            measured = run_worker(spec)
+            spec = worker_spec(runtime, threads, batch, seq_lengths, files, args)
+            measured = run_worker({**spec, "peak_path": files["peak"].get(runtime)})
             for result in measured["results"]:
                 key = (runtime, threads, batch, result["seq_length"])
                 repeats.setdefault(key, []).append((result, measured))
@@ -526,19 +516,23 @@ def main():
     report(rows, profiles, args)
 
 
-def profile_runtime(runtime, threads, shape, files, args):
-    """One profiled worker: p50 inside the profiled window and the time per kernel group."""
-    batch = shape[0]
-    spec = {
+def worker_spec(runtime, threads, batch, seq_lengths, files, args):
+    """What a worker needs to check and time one runtime at `batch` and each of `seq_lengths`."""
+    return {
         "runtime": runtime,
         "path": files[runtime],
         "threads": threads,
-        "shapes": [shape],
+        "shapes": [(batch, s) for s in seq_lengths],
         "iterations": args.iterations if batch == 1 else args.batch_iterations,
         "warmup": args.warmup if batch == 1 else max(args.warmup // 5, 2),
         "config": files["config"],
         "reference": files["reference"],
     }
+
+
+def profile_runtime(runtime, threads, shape, files, args):
+    """One profiled worker: p50 inside the profiled window and the time per kernel group."""
+    spec = worker_spec(runtime, threads, shape[0], [shape[1]], files, args)
     with tempfile.TemporaryDirectory(prefix="bench_latency_profile_") as scratch:
         if runtime.startswith("ort_"):
             measured = run_worker({**spec, "profile": os.path.join(scratch, "ort")})
