@@ -212,24 +212,6 @@ def write_model_info(output_dir, config, label_list, label_names, style):
 # ----------------------------------------------------------------------------- training
 
 
-def make_loss_fn(model):
-    """The training.py loss contract: summed cross-entropy and (correct, count) accuracy."""
-
-    def loss_fn(features, training):
-        logits = model(
-            features["input_ids"], features["input_mask"], features["segment_ids"], training
-        )
-        labels = features["label_ids"]
-        per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
-        correct = tf.reduce_sum(
-            tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels), tf.float32)
-        )
-        count = tf.cast(tf.shape(labels)[0], tf.float32)
-        return {"loss": tf.reduce_sum(per_example)}, {"accuracy": (correct, count)}
-
-    return loss_fn
-
-
 def train(strategy, model, features, evaluate_dev, evaluated_step=None):
     """Fine-tune with the shared loop, evaluating the dev set after every epoch (see
     training.fine_tune); returns the Trainer."""
@@ -237,7 +219,7 @@ def train(strategy, model, features, evaluate_dev, evaluated_step=None):
         FLAGS,
         strategy,
         model,
-        (make_loss_fn(model), None),
+        training.classifier_losses(model),
         classifier_data.TrainingInput(
             features,
             FLAGS.train_batch_size,

@@ -468,33 +468,6 @@ def write_predictions(examples, source_path, predictions, scheme):
 # ----------------------------------------------------------------------------- training
 
 
-def make_loss_fns(model):
-    """training.py's contract: (loss_fn, loss_weights_fn).
-
-    The loss is summed over the batch and divided by its weight over the whole global batch:
-    softmax, token cross-entropy summed over label_mask, weight = the number of labelled
-    tokens; CRF, the sequences' negative log-likelihoods summed, weight = the number of
-    sequences with a label. The metric is the argmax token accuracy on labelled tokens (for
-    a CRF, of its emission scores: decoding is left to evaluation).
-    """
-
-    def loss_fn(features, training):
-        logits = model(
-            features["input_ids"], features["input_mask"], features["segment_ids"], training
-        )
-        label_ids, label_mask = features["label_ids"], features["label_mask"]
-        loss_sum = model.loss_sum(logits, label_ids, label_mask)
-        mask = tf.cast(label_mask, tf.float32)
-        predicted = tf.argmax(logits, -1, output_type=tf.int32)
-        correct = tf.reduce_sum(tf.cast(tf.equal(predicted, label_ids), tf.float32) * mask)
-        return {"loss": loss_sum}, {"token_accuracy": (correct, tf.reduce_sum(mask))}
-
-    def loss_weights_fn(features):
-        return {"loss": model.loss_weight(features["label_mask"])}
-
-    return loss_fn, loss_weights_fn
-
-
 def train(strategy, model, features, evaluate_dev):
     """Fine-tune with the shared loop, evaluating the dev set after every epoch (see
     training.fine_tune); returns the Trainer."""
@@ -506,7 +479,7 @@ def train(strategy, model, features, evaluate_dev):
         FLAGS,
         strategy,
         model,
-        make_loss_fns(model),
+        training.token_classifier_losses(model),
         classifier_data.TrainingInput(
             features,
             FLAGS.train_batch_size,

@@ -75,60 +75,6 @@ def input_fn_builder(
 # ----------------------------------------------------------------------------------------------
 
 
-def make_loss_fns(model):
-    """loss_fn and loss_weights_fn (training.py contract) of masked LM + sentence order."""
-
-    def loss_fn(features, training):
-        outputs = model(
-            features["input_ids"],
-            features["input_mask"],
-            features["segment_ids"],
-            features["masked_lm_positions"],
-            training=training,
-        )
-        logits = outputs["masked_lm_logits"]  # [B, P, V]
-        label_ids = features["masked_lm_ids"]
-        label_weights = tf.cast(features["masked_lm_weights"], tf.float32)
-        # -log_softmax(logits)[label] in one fused op: gathering from log-probabilities would
-        # scatter the gradient back into a dense [B, P, V] tensor.
-        per_position_loss = tf.nn.sparse_softmax_cross_entropy_with_logits(
-            labels=label_ids, logits=logits
-        )  # [B, P]
-        mlm_correct = tf.cast(
-            tf.equal(tf.argmax(logits, -1, output_type=tf.int32), label_ids), tf.float32
-        )
-
-        sop_logits = outputs["sentence_order_logits"]  # [B, 2]
-        sop_labels = tf.reshape(features["next_sentence_labels"], [-1])
-        sop_loss = tf.nn.sparse_softmax_cross_entropy_with_logits(
-            labels=sop_labels, logits=sop_logits
-        )
-        sop_correct = tf.cast(
-            tf.equal(tf.argmax(sop_logits, -1, output_type=tf.int32), sop_labels), tf.float32
-        )
-        num_examples = tf.cast(tf.shape(sop_labels)[0], tf.float32)
-        loss_sums = {
-            "masked_lm_loss": tf.reduce_sum(label_weights * per_position_loss),
-            "sentence_order_loss": tf.reduce_sum(sop_loss),
-        }
-        metrics = {
-            "masked_lm_accuracy": (
-                tf.reduce_sum(label_weights * mlm_correct),
-                tf.reduce_sum(label_weights),
-            ),
-            "sentence_order_accuracy": (tf.reduce_sum(sop_correct), num_examples),
-        }
-        return loss_sums, metrics
-
-    def loss_weights_fn(features):
-        return {
-            "masked_lm_loss": tf.reduce_sum(tf.cast(features["masked_lm_weights"], tf.float32)),
-            "sentence_order_loss": tf.cast(tf.shape(features["input_ids"])[0], tf.float32),
-        }
-
-    return loss_fn, loss_weights_fn
-
-
 def make_evaluator(trainer, input_files):
     """evaluate() -> results on the eval data at the current step, written to output_dir:
     `eval_results.txt` (the latest, in the originals' format) and one JSON line per evaluation
@@ -241,7 +187,7 @@ def run(strategy, config, style, input_files):
             style=style,
         )
         optimizer.build(model.named_variables())
-    loss_fn, loss_weights_fn = make_loss_fns(model)
+    loss_fn, loss_weights_fn = training.pretraining_losses(model)
     trainer = training.trainer_from_flags(
         FLAGS, strategy, model, optimizer, loss_fn, loss_weights_fn=loss_weights_fn
     )

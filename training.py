@@ -37,6 +37,8 @@ The objective is sum_term (global sum of loss_sums[term]) / (global weight[term]
 "global" meaning over all replicas and all accumulated micro-batches of the step. So the loss
 and its gradient do not depend on how the global batch is split: one device, 8 replicas or
 4 micro-batches give the same numbers (the 1e-5 is the originals' masked-LM normaliser).
+The three tasks' losses in this contract live here too: `pretraining_losses`,
+`classifier_losses` and `token_classifier_losses`, each -> (loss_fn, loss_weights_fn or None).
 
 Input position for exact resumption: the training stream is ONE deterministic stream (fixed
 seed) read from start to end by an uninterrupted run; checkpoints do not touch it. A run that
@@ -520,6 +522,110 @@ def compute_dtype(precision):
 def is_chief(strategy):
     """True on the one task that writes checkpoints, logs and summaries."""
     return bool(strategy.extended.should_checkpoint)
+
+
+# ----------------------------------------------------------------------------------------------
+# The three tasks' losses, in the loss contract above: (loss_fn, loss_weights_fn or None).
+# ----------------------------------------------------------------------------------------------
+
+
+def pretraining_losses(model):
+    """Masked LM + sentence order (modeling.AlbertForPretraining); the masked-LM term is
+    weighted by its masked_lm_weights, the sentence-order term by the batch size."""
+
+    def loss_fn(features, training):
+        outputs = model(
+            features["input_ids"],
+            features["input_mask"],
+            features["segment_ids"],
+            features["masked_lm_positions"],
+            training=training,
+        )
+        logits = outputs["masked_lm_logits"]  # [B, P, V]
+        label_ids = features["masked_lm_ids"]
+        label_weights = tf.cast(features["masked_lm_weights"], tf.float32)
+        # -log_softmax(logits)[label] in one fused op: gathering from log-probabilities would
+        # scatter the gradient back into a dense [B, P, V] tensor.
+        per_position_loss = tf.nn.sparse_softmax_cross_entropy_with_logits(
+            labels=label_ids, logits=logits
+        )  # [B, P]
+        mlm_correct = tf.cast(
+            tf.equal(tf.argmax(logits, -1, output_type=tf.int32), label_ids), tf.float32
+        )
+
+        sop_logits = outputs["sentence_order_logits"]  # [B, 2]
+        sop_labels = tf.reshape(features["next_sentence_labels"], [-1])
+        sop_loss = tf.nn.sparse_softmax_cross_entropy_with_logits(
+            labels=sop_labels, logits=sop_logits
+        )
+        sop_correct = tf.cast(
+            tf.equal(tf.argmax(sop_logits, -1, output_type=tf.int32), sop_labels), tf.float32
+        )
+        num_examples = tf.cast(tf.shape(sop_labels)[0], tf.float32)
+        loss_sums = {
+            "masked_lm_loss": tf.reduce_sum(label_weights * per_position_loss),
+            "sentence_order_loss": tf.reduce_sum(sop_loss),
+        }
+        metrics = {
+            "masked_lm_accuracy": (
+                tf.reduce_sum(label_weights * mlm_correct),
+                tf.reduce_sum(label_weights),
+            ),
+            "sentence_order_accuracy": (tf.reduce_sum(sop_correct), num_examples),
+        }
+        return loss_sums, metrics
+
+    def loss_weights_fn(features):
+        return {
+            "masked_lm_loss": tf.reduce_sum(tf.cast(features["masked_lm_weights"], tf.float32)),
+            "sentence_order_loss": tf.cast(tf.shape(features["input_ids"])[0], tf.float32),
+        }
+
+    return loss_fn, loss_weights_fn
+
+
+def classifier_losses(model):
+    """Sequence classification (modeling.AlbertForClassification): summed cross-entropy,
+    weighted by the batch size (the default), and (correct, count) accuracy."""
+
+    def loss_fn(features, training):
+        logits = model(
+            features["input_ids"], features["input_mask"], features["segment_ids"], training
+        )
+        labels = features["label_ids"]
+        per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+        correct = tf.reduce_sum(
+            tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels), tf.float32)
+        )
+        count = tf.cast(tf.shape(labels)[0], tf.float32)
+        return {"loss": tf.reduce_sum(per_example)}, {"accuracy": (correct, count)}
+
+    return loss_fn, None
+
+
+def token_classifier_losses(model):
+    """Token classification (modeling.AlbertForTokenClassification), summed over the batch and
+    divided by its weight over the whole global batch: softmax, token cross-entropy summed
+    over label_mask, weight = the number of labelled tokens; CRF, the sequences' negative
+    log-likelihoods summed, weight = the number of sequences with a label. The metric is the
+    argmax token accuracy on labelled tokens (for a CRF, of its emission scores: decoding is
+    left to evaluation)."""
+
+    def loss_fn(features, training):
+        logits = model(
+            features["input_ids"], features["input_mask"], features["segment_ids"], training
+        )
+        label_ids, label_mask = features["label_ids"], features["label_mask"]
+        loss_sum = model.loss_sum(logits, label_ids, label_mask)
+        mask = tf.cast(label_mask, tf.float32)
+        predicted = tf.argmax(logits, -1, output_type=tf.int32)
+        correct = tf.reduce_sum(tf.cast(tf.equal(predicted, label_ids), tf.float32) * mask)
+        return {"loss": loss_sum}, {"token_accuracy": (correct, tf.reduce_sum(mask))}
+
+    def loss_weights_fn(features):
+        return {"loss": model.loss_weight(features["label_mask"])}
+
+    return loss_fn, loss_weights_fn
 
 
 # ----------------------------------------------------------------------------------------------

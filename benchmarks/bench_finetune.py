@@ -48,7 +48,6 @@ import tensorflow as tf  # noqa: E402
 import classifier_data  # noqa: E402
 import modeling  # noqa: E402
 import optimization  # noqa: E402
-import run_classifier  # noqa: E402
 import tokenization  # noqa: E402
 import training  # noqa: E402
 
@@ -101,9 +100,8 @@ def time_epoch(args, features, fixed_length):
         model = modeling.AlbertForClassification(config, 2, seed=1)
         optimizer = optimization.create_optimizer(1e-4, per_epoch + args.warmup_steps, 10)
         optimizer.build(model.named_variables())
-    trainer = training.Trainer(
-        strategy, model, optimizer, run_classifier.make_loss_fn(model), output_dir=None
-    )
+    loss_fn, _ = training.classifier_losses(model)
+    trainer = training.Trainer(strategy, model, optimizer, loss_fn, output_dir=None)
     timed = min(per_epoch, args.max_steps) if args.max_steps else per_epoch
     dataset_fn = classifier_data.make_train_dataset_fn(
         features,

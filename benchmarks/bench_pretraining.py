@@ -38,7 +38,6 @@ import tensorflow as tf  # noqa: E402
 
 import modeling  # noqa: E402
 import optimization  # noqa: E402
-import run_pretraining  # noqa: E402
 import training  # noqa: E402
 
 CONFIGS = {
@@ -86,7 +85,7 @@ def ours_runner(config, batch, precision, use_xla):
         model = modeling.AlbertForPretraining(config, style="google", seed=1)
         optimizer = optimization.create_optimizer(1e-4, 10000, 100, optimizer="adamw")
         optimizer.build(model.named_variables())
-    loss_fn, weights_fn = run_pretraining.make_loss_fns(model)
+    loss_fn, weights_fn = training.pretraining_losses(model)
     trainer = training.Trainer(
         strategy,
         model,

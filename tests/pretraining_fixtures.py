@@ -146,7 +146,6 @@ def build_trainer(
     """A pretraining Trainer as run_pretraining.py builds it (fixed initial weights)."""
     import modeling
     import optimization
-    import run_pretraining
     import training
 
     config = modeling.AlbertConfig.from_json_file(config_file)
@@ -154,7 +153,7 @@ def build_trainer(
         model = modeling.AlbertForPretraining(config, style="google", seed=seed)
         opt = optimization.create_optimizer(learning_rate, num_train_steps, 2, optimizer=optimizer)
         opt.build(model.named_variables())
-    loss_fn, loss_weights_fn = run_pretraining.make_loss_fns(model)
+    loss_fn, loss_weights_fn = training.pretraining_losses(model)
     return training.Trainer(
         strategy, model, opt, loss_fn, output_dir, loss_weights_fn=loss_weights_fn, **trainer_kwargs
     )

@@ -162,10 +162,11 @@ def test_pretraining_heads_match_hf(converted, name):
 
 
 def test_pretraining_loss_and_gradients_match_hf(converted):
-    """run_pretraining.py's loss (masked LM from logits + sentence order) and the gradient of
-    every weight against HF AlbertForPreTraining's loss with labels, autograd in PyTorch."""
+    """The pretraining loss (training.pretraining_losses: masked LM from logits + sentence
+    order) and the gradient of every weight against HF AlbertForPreTraining's loss with labels,
+    autograd in PyTorch."""
     import hf_checkpoint
-    import run_pretraining
+    import training
 
     case = converted("google_groups2")
     model = case["models"][1]
@@ -183,7 +184,7 @@ def test_pretraining_loss_and_gradients_match_hf(converted):
         masked_lm_weights=np.ones(positions.shape, np.float32),
         next_sentence_labels=order,
     )
-    loss_fn, weights_fn = run_pretraining.make_loss_fns(model)
+    loss_fn, weights_fn = training.pretraining_losses(model)
     variables = model.named_variables()
     with tf.GradientTape() as tape:
         sums, _ = loss_fn(features, training=False)  # no dropout; same graph as training
