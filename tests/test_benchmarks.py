@@ -85,6 +85,24 @@ def test_run_all_rejects_an_unknown_benchmark_name_in_one_line():
     ]
 
 
+@pytest.mark.parametrize(
+    "config_file", ["configs/albert_config_tiny_google.json", "configs/google_albert_base_zh.json"]
+)
+def test_pretraining_products_alone_are_the_credited_flops(config_file):
+    """bench_pretraining's "products alone" ceiling divides the step's credited FLOPs by the
+    time of step_products (forward) and their gradients: the same products, so the same FLOPs."""
+    import bench_pretraining as bench  # benchmarks/, on sys.path (below)
+
+    import modeling
+
+    config = modeling.AlbertConfig.from_json_file(REPO_ROOT / config_file)
+    flops = sum(
+        count * 2 * (batch_dims or 1) * m * k * n
+        for count, batch_dims, m, k, n, _ in bench.step_products(config)
+    )
+    assert flops == bench.BATCH * bench.forward_flops_per_sequence(config)
+
+
 # ----------------------------------------------------------------------------------------------
 # op_profile's split of a serving runtime's time (bench_latency.py --profile).
 # ----------------------------------------------------------------------------------------------
