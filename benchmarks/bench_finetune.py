@@ -31,6 +31,7 @@ the full epoch; the JSON says so (`steps_timed`).
 """
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -269,39 +270,28 @@ def bench_hf(args, features, results):
 # ----------------------------------------------------------------------------- 3. profile
 
 
-def profile_ours(step, data):
-    """One traced pass of our step over `data` (already warm), split by op type."""
-
-    def run():
-        for b in data:
-            step(b)
-
-    return op_profile.profile_tf(run, len(data), prefix="bench_finetune_trace_")
-
-
-def profile_hf(step, data):
-    """One torch.profiler pass of HF's step over `data` (already warm), split by aten op."""
-
-    def run():
-        for b in data:
-            step(b)
-
-    return op_profile.profile_torch(run, len(data))
-
-
 def bench_profile(args, features, results):
-    """Where a step's time goes, ours vs HF, on the same batches (one profiled pass each)."""
+    """Where a step's time goes, ours vs HF, on the same batches: one profiled pass each over
+    warm steps, split by TF op type (tf.profiler) and by aten op (torch.profiler)."""
     batches = same_batches(args, features)
     profilers = {
-        "ours (TF, tf.function)": (ours_step_fn(args), profile_ours),
-        "HF transformers (PyTorch)": (hf_step_fn(args), profile_hf),
+        "ours (TF, tf.function)": (
+            ours_step_fn(args),
+            functools.partial(op_profile.profile_tf, prefix="bench_finetune_trace_"),
+        ),
+        "HF transformers (PyTorch)": (hf_step_fn(args), op_profile.profile_torch),
     }
     rows = {}
     for name, data in batches.items():
         for impl, (step, profile) in profilers.items():
             for b in data[:2]:
                 step(b)  # warm-up (tracing, allocator), outside the profile
-            row = rows[f"{impl} | {name}"] = profile(step, data)
+
+            def run(step=step, data=data):
+                for b in data:
+                    step(b)
+
+            row = rows[f"{impl} | {name}"] = profile(run, len(data))
             print(
                 f"  {impl} | {name}: {row['step_ms']:.0f} ms/step, matrix products "
                 f"{100 * row['matmul_share']:.0f}% of op time",
