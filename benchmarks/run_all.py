@@ -126,6 +126,15 @@ def finetune_claims(r):
     ]
 
 
+def model_name(config_file):
+    """'albert_config_tiny_google.json' -> 'albert_tiny' (the file's stem if it names no size)."""
+    stem = os.path.basename(config_file).removesuffix(".json")
+    sizes = [
+        s for s in ("tiny", "small", "base", "large", "xlarge", "xxlarge") if s in stem.split("_")
+    ]
+    return f"albert_{sizes[0]}" if sizes else stem
+
+
 def inference_claims(r):
     claims = []
     for row in r["rows"]:
@@ -134,7 +143,7 @@ def inference_claims(r):
         best_mode, best = max(modes.items(), key=lambda item: item[1])
         claims.append(
             (
-                f"encoder inference {os.path.basename(row['config'])}, batch "
+                f"encoder inference {model_name(row['config'])}, batch "
                 f"{row['batch_size']}: ours ({best_mode}) / HF PyTorch",
                 f"{best / hf:.2f}x",
                 "> 1x",
