@@ -59,7 +59,9 @@ def reach(point, output_dir, process, timeout=600):
         if kind == "start-up" and time.time() - began >= delay:
             return f"start-up, {delay:.1f}s in"
         if kind == "checkpoint write":
-            state = saving_state(names, step)
+            # Only this run's files: an earlier run killed in the middle of this very save
+            # leaves its temporary files behind.
+            state = saving_state(names - existing, step)
             if state:
                 return f"checkpoint {step}: {state}"
         if kind == "between steps" and f"model.ckpt-{step}.index" in names:
