@@ -237,8 +237,15 @@ def bench_hf(args, features, results):
         "ours (TF, tf.function)": ours_step_fn(args),
         "HF transformers (PyTorch)": hf_step_fn(args),
     }
-    rows = {}
+    rows, shapes = {}, {}
     for name, data in batches.items():
+        real = sum(int(b["input_mask"].sum()) for b in data)
+        shapes[name] = {
+            "padded_lengths": [int(b["input_ids"].shape[1]) for b in data],
+            "real_tokens": real,
+            "real_token_share": real / sum(b["input_mask"].size for b in data),
+        }
+        print(f"  {name} batches: {shapes[name]}", flush=True)
         rates = {impl: [] for impl in steps}
         for step in steps.values():
             for b in data[:2]:
@@ -261,6 +268,7 @@ def bench_hf(args, features, results):
         print(f"  ours / HF {name}: {ratio:.2f}x", flush=True)
     results["hf"] = {
         "rows": rows,
+        "batches": shapes,
         "batch_size": args.batch_size,
         "steps": args.hf_steps,
         "config": os.path.relpath(args.hf_config, REPO),
